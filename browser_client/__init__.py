@@ -1,0 +1,16 @@
+"""Shotx client: ``from shotx.client import SxClient``.
+
+The same API in CPython (python-socketio, memory or SQLite store) and in the
+browser under Pyodide (socket.io-client over the FFI, IndexedDB store).
+"""
+
+from .client import SxClient
+from .core import Backoff, Outbox, OutboxRecord, RoomBook, SeenIds
+from .errors import AuthError, ConnectError, MessageError, PayloadTooLarge, SxError, SxTimeoutError
+from .store import ClientStore, MemoryStore, StoredState
+
+__all__ = [
+    "AuthError", "Backoff", "ClientStore", "ConnectError", "MemoryStore", "MessageError", "Outbox",
+    "OutboxRecord", "PayloadTooLarge", "RoomBook", "SeenIds", "StoredState", "SxClient", "SxError",
+    "SxTimeoutError",
+]

@@ -1,0 +1,238 @@
+"""Pure client state: the outbox, joined rooms with offsets, dedup, backoff.
+
+Theory of operation
+-------------------
+Every transport (python-socketio in CPython, the JavaScript socket.io-client
+under Pyodide) and every store (memory, SQLite, IndexedDB) sits around these
+classes; none of them decides anything. The decisions are:
+
+* **Outbox.** A send becomes an :class:`OutboxRecord` with a UUIDv7 id before
+  anything touches the network. It is written to the store first, then
+  emitted; it leaves the outbox only when its ack arrives. After a reconnect
+  every record still present is emitted again, in send order. The server
+  remembers ``(principal, id) -> reply``, so a record whose ack was lost runs
+  its handler once and the resend just fetches the reply.
+* **Rooms.** :class:`RoomBook` keeps each joined room with the offset of the
+  last message whose handler *finished*. A rejoin sends that offset as
+  ``since`` and the server replays what came after. A room joined for the
+  first time sends no ``since`` and gets the Shotx backlog.
+* **Dedup.** Replay and live broadcast can overlap around a join, so a room
+  message is handled only if its offset is past the room's offset and its id
+  was not seen recently (:class:`SeenIds`).
+* **Backoff.** Reconnection waits grow exponentially with jitter
+  (:class:`Backoff`), reset by a successful connect.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol
+
+
+@dataclass
+class OutboxRecord:
+    """One queued message, as persisted (one store record per message)."""
+
+    id: str
+    event: str
+    meta: dict[str, Any]
+    data: Any
+    seq: int = 0
+
+    @property
+    def type(self) -> str:
+        return str(self.meta.get("type", self.event))
+
+    def payload(self) -> dict[str, Any]:
+        return {"meta": self.meta, "data": self.data}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.event, "meta": self.meta, "data": self.data, "seq": self.seq}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> OutboxRecord:
+        return cls(raw["id"], raw["event"], dict(raw["meta"]), raw.get("data"), int(raw.get("seq", 0)))
+
+
+class Outbox:
+    """Records waiting for their ack, in send order.
+
+    >>> box = Outbox()
+    >>> r = box.add("message", {"type": "t"}, {"n": 1})
+    >>> [x.id for x in box.pending()] == [r.id]
+    True
+    >>> box.acknowledge(r.id) is r, len(box)
+    (True, 0)
+    """
+
+    def __init__(self, records: Iterable[OutboxRecord] = ()) -> None:
+        self._records: OrderedDict[str, OutboxRecord] = OrderedDict()
+        self._next_seq = 1
+        for record in sorted(records, key=lambda r: r.seq):
+            self._records[record.id] = record
+            self._next_seq = max(self._next_seq, record.seq + 1)
+
+    def add(self, event: str, meta: dict[str, Any], data: Any, message_id: str | None = None) -> OutboxRecord:
+        record_id = message_id or protocol.uuid7()
+        record = OutboxRecord(record_id, event, {**meta, "id": record_id}, data, self._next_seq)
+        self._next_seq += 1
+        self._records[record_id] = record
+        return record
+
+    def adopt(self, record: OutboxRecord) -> bool:
+        """Take a record another tab or process queued; False if already known."""
+        if record.id in self._records:
+            return False
+        self._records[record.id] = record
+        self._records = OrderedDict(sorted(self._records.items(), key=lambda item: item[1].seq))
+        self._next_seq = max(self._next_seq, record.seq + 1)
+        return True
+
+    def acknowledge(self, record_id: str) -> OutboxRecord | None:
+        return self._records.pop(record_id, None)
+
+    def pending(self) -> list[OutboxRecord]:
+        return list(self._records.values())
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class SeenIds:
+    """The ids of recently handled room messages, bounded so it stays cheap.
+
+    >>> seen = SeenIds(limit=2)
+    >>> seen.add("a"); seen.add("b"); seen.add("c")
+    >>> "a" in seen, "c" in seen
+    (False, True)
+    """
+
+    def __init__(self, ids: Iterable[str] = (), limit: int = 1000) -> None:
+        self.limit = limit
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+        for message_id in ids:
+            self.add(message_id)
+
+    def add(self, message_id: str) -> None:
+        if message_id in self._set:
+            return
+        self._order.append(message_id)
+        self._set.add(message_id)
+        while len(self._order) > self.limit:
+            self._set.discard(self._order.popleft())
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._set
+
+    def recent(self) -> list[str]:
+        return list(self._order)
+
+
+@dataclass
+class RoomBook:
+    """Joined rooms with the offset of the last message handled in each.
+
+    >>> book = RoomBook()
+    >>> book.join("r")
+    >>> book.join_request("r")
+    {'room': 'r'}
+    >>> book.accept({"room": "r", "offset": 1, "id": "m1"})
+    True
+    >>> book.handled("r", 1, "m1")
+    True
+    >>> book.accept({"room": "r", "offset": 1, "id": "m1"})
+    False
+    >>> book.join_request("r")
+    {'room': 'r', 'since': 1}
+    """
+
+    offsets: dict[str, int | None] = field(default_factory=dict)
+    seen: SeenIds = field(default_factory=SeenIds)
+
+    def join(self, room: str) -> None:
+        self.offsets.setdefault(protocol.check_room(room), None)
+
+    def leave(self, room: str) -> None:
+        self.offsets.pop(room, None)
+
+    def join_request(self, room: str) -> dict[str, Any]:
+        """The ``sx_join`` data for ``room``: with ``since`` once we have an offset."""
+        since = self.offsets.get(room)
+        return {"room": room} if since is None else {"room": room, "since": since}
+
+    def rejoin_requests(self) -> list[dict[str, Any]]:
+        return [self.join_request(room) for room in self.offsets]
+
+    def accept(self, meta: dict[str, Any]) -> bool:
+        """Should a message with this meta go to a handler? False for duplicates."""
+        message_id = meta.get("id")
+        if isinstance(message_id, str) and message_id in self.seen:
+            return False
+        room, offset = meta.get("room"), meta.get("offset")
+        if isinstance(room, str) and isinstance(offset, int) and room in self.offsets:
+            last = self.offsets[room]
+            return last is None or offset > last
+        return True
+
+    def handled(self, room: str | None, offset: int | None, message_id: str | None) -> bool:
+        """Record a finished handler; True when the room's offset moved (persist it)."""
+        if message_id:
+            self.seen.add(message_id)
+        if room is None or offset is None or room not in self.offsets:
+            return False
+        last = self.offsets[room]
+        if last is not None and offset <= last:
+            return False
+        self.offsets[room] = offset
+        return True
+
+    def skipped_to(self, room: str, head: int) -> bool:
+        """Adopt the server's head after a join that replayed nothing older."""
+        if room not in self.offsets:
+            return False
+        last = self.offsets[room]
+        if last is None or head > last:
+            self.offsets[room] = head
+            return True
+        return False
+
+
+@dataclass
+class Backoff:
+    """Exponential reconnection delays with jitter, in seconds.
+
+    ``randomization`` is the socket.io factor: each delay is spread by up to
+    +/- that fraction so that a crowd of clients does not return in step.
+
+    >>> b = Backoff(initial=1.0, maximum=8.0, randomization=0.0)
+    >>> [b.next_delay() for _ in range(5)]
+    [1.0, 2.0, 4.0, 8.0, 8.0]
+    >>> b.reset(); b.next_delay()
+    1.0
+    """
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    randomization: float = 0.5
+    attempts: int = 0
+    rand: Callable[[], float] = random.random
+
+    def next_delay(self) -> float:
+        base = min(self.maximum, self.initial * (2 ** min(self.attempts, 32)))
+        self.attempts += 1
+        if self.randomization:
+            spread = base * self.randomization
+            base = base - spread + 2 * spread * self.rand()
+        return max(0.0, min(base, self.maximum))
+
+    def reset(self) -> None:
+        self.attempts = 0

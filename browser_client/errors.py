@@ -1,0 +1,83 @@
+"""The exceptions a Shotx client raises.
+
+One root, so that ``except SxError`` catches everything the library itself
+decided to refuse::
+
+    SxError(code, message)
+    ├── AuthError        AUTH_NULL, AUTH_FAIL, AUTH_ERROR: the server refused the token
+    ├── MessageError     2001-2004: the server answered a send with an error
+    ├── SxTimeoutError   TIMEOUT: no answer in time (also a builtin TimeoutError)
+    └── PayloadTooLarge  PAYLOAD_TOO_LARGE: refused before it was queued
+
+Codes are the exact Shotx wire values, so a handler written against the
+JavaScript library reads the same codes here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SxError(Exception):
+    """Base of every Shotx error; ``code`` is the Shotx code (str or int).
+
+    >>> SxError(2003, "Unknown message type: x").code
+    2003
+    """
+
+    def __init__(self, code: str | int, message: str | None = None) -> None:
+        self.code = code
+        self.message = message if message is not None else str(code)
+        super().__init__(self.message)
+
+
+class AuthError(SxError):
+    """The server refused the connection: ``code`` is AUTH_NULL, AUTH_FAIL or AUTH_ERROR.
+
+    The text is the bare code, as the JavaScript client's ``error.message`` is.
+    """
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code, code)
+
+
+class MessageError(SxError):
+    """The server answered a message with ``success: false``.
+
+    >>> MessageError(2004, "boom").code
+    2004
+    """
+
+    def __init__(self, code: int, message: str, reply: Any = None) -> None:
+        super().__init__(code, message)
+        self.reply = reply
+
+
+class SxTimeoutError(SxError, TimeoutError):
+    """No answer within the timeout; the text reads ``TIMEOUT: <type> (<ms>ms)``.
+
+    It is also a :class:`TimeoutError`, so ``asyncio`` habits keep working.
+    A timed-out send stays in the outbox until its ack arrives: the timeout
+    only stops the caller from waiting.
+    """
+
+    def __init__(self, what: str, seconds: float) -> None:
+        self.what = what
+        self.seconds = seconds
+        super().__init__("TIMEOUT", f"TIMEOUT: {what} ({round(seconds * 1000)}ms)")
+
+
+class PayloadTooLarge(SxError):
+    """The encoded message exceeds the server's limit; nothing was queued."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("PAYLOAD_TOO_LARGE", f"PAYLOAD_TOO_LARGE: {size} bytes > {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class ConnectError(SxError):
+    """The transport could not reach the server and reconnection is off."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("CONNECT_ERROR", f"CONNECT_ERROR: {message}")

@@ -1,0 +1,139 @@
+"""The Shotx wire protocol: envelopes, reply codes and message ids.
+
+Both ends import this module (the server too), so the two can never disagree
+on a code or a field name. Nothing here does I/O.
+
+Wire summary (Socket.IO, default path ``/shotx/``, handshake ``auth: {token}``):
+
+* client -> server, event ``message`` with an ack:
+  ``{"meta": {"type": t, "id": uuid7}, "data": d}``
+* ack: ``{"meta": {"success": True}, "data": result}`` or
+  ``{"meta": {"success": False, "code": 200x, "error": text}, "data": None}``
+* server -> client, event ``message``: ``{"meta": {"type", "id", ...}, "data"}``;
+  room messages add ``room`` and ``offset`` to ``meta`` (our extension, which a
+  Shotx JavaScript peer ignores).
+* built-in types ``sx_join {room, since?}`` and ``sx_leave {room}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Final
+
+MESSAGE_EVENT: Final = "message"
+AUTH_SUCCESS_EVENT: Final = "auth_success"
+DEFAULT_PATH: Final = "/shotx/"
+DEFAULT_URL: Final = "http://localhost:3000"
+MAX_MESSAGE_SIZE: Final = 2 * 1024 * 1024
+
+JOIN: Final = "sx_join"
+LEAVE: Final = "sx_leave"
+BUILTIN_TYPES: Final = frozenset({JOIN, LEAVE})
+
+# Refusals, sent as the connect_error message.
+AUTH_NULL: Final = "AUTH_NULL"
+AUTH_FAIL: Final = "AUTH_FAIL"
+AUTH_ERROR: Final = "AUTH_ERROR"
+AUTH_CODES: Final = frozenset({AUTH_NULL, AUTH_FAIL, AUTH_ERROR})
+
+# Reply codes, exactly the Shotx values.
+INVALID_FORMAT: Final = 2001
+INVALID_TYPE: Final = 2002
+UNKNOWN_TYPE: Final = 2003
+HANDLER_ERROR: Final = 2004
+
+_TEXTS: Final = {
+    INVALID_FORMAT: "Invalid message format",
+    INVALID_TYPE: "Invalid message type",
+    HANDLER_ERROR: "Error processing message",
+}
+
+
+def uuid7() -> str:
+    """A UUIDv7 string: 48 bits of Unix milliseconds, then random bits.
+
+    Time-ordered, so ids sort roughly in send order (RFC 9562).
+    ``uuid.uuid7`` only arrived in Python 3.14; Pyodide has it, CPython 3.12 not.
+
+    >>> len(uuid7()), uuid7()[14]
+    (36, '7')
+    """
+    ms = time.time_ns() // 1_000_000
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def request(type_: str, data: Any, message_id: str | None = None, **meta: Any) -> dict[str, Any]:
+    """The envelope a client sends.
+
+    >>> request("test_route", {"n": 1}, "id-1")
+    {'meta': {'type': 'test_route', 'id': 'id-1'}, 'data': {'n': 1}}
+    """
+    return {"meta": {"type": type_, "id": message_id or uuid7(), **meta}, "data": data}
+
+
+def success(data: Any) -> dict[str, Any]:
+    """The ack of a handled message."""
+    return {"meta": {"success": True}, "data": data}
+
+
+def failure(code: int, error: str | None = None) -> dict[str, Any]:
+    """The ack of a refused message; ``error`` defaults to the Shotx text."""
+    return {"meta": {"success": False, "code": code, "error": error or _TEXTS.get(code, "")}, "data": None}
+
+
+def unknown_type(type_: str) -> dict[str, Any]:
+    return failure(UNKNOWN_TYPE, f"Unknown message type: {type_}")
+
+
+def check_request(message: Any) -> tuple[str, Any, dict[str, Any]] | dict[str, Any]:
+    """Return ``(type, data, meta)`` for a well-formed request, or the error ack.
+
+    >>> check_request("nope")["meta"]["code"]
+    2001
+    >>> check_request({"meta": {}})["meta"]["code"]
+    2002
+    >>> check_request({"meta": {"type": "t"}, "data": 1})
+    ('t', 1, {'type': 't'})
+    """
+    if not isinstance(message, dict):
+        return failure(INVALID_FORMAT)
+    meta = message.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
+        return failure(INVALID_TYPE)
+    return meta["type"], message.get("data"), meta
+
+
+def room_message(type_: str, data: Any, message_id: str, room: str, offset: int) -> dict[str, Any]:
+    """A room message as the server broadcasts it."""
+    return {"meta": {"type": type_, "id": message_id, "room": room, "offset": offset}, "data": data}
+
+
+def encoded_size(payload: Any) -> int:
+    """Bytes the payload takes as JSON on the wire (what the server limit counts).
+
+    Raises ``TypeError`` for data JSON cannot carry, so a bad send fails in the
+    caller's hands instead of in the outbox.
+    """
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_room(room: Any) -> str:
+    """Return ``room`` or raise ``ValueError`` with a text fit for an ack."""
+    if not isinstance(room, str) or not room:
+        raise ValueError("Invalid room: must be a non-empty string")
+    return room
+
+
+def check_offset(value: Any, name: str = "since") -> int | None:
+    """An optional room offset: ``None`` or an int >= 0 (``bool`` is not one)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"Invalid {name}: must be a non-negative integer offset")
+    return value

@@ -1,0 +1,72 @@
+"""SQLite client store for CPython: bots, workers and tests that must resume.
+
+Plain ``sqlite3`` calls on the event loop: a local insert is microseconds,
+less than a thread hop. Each call commits, because a queued send must be on
+disk before ``send()`` goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from .core import OutboxRecord
+from .store import StoredState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, offset INTEGER);
+CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE);
+"""
+
+
+class SqliteStore:
+    """``SxClient(url, store=SqliteStore("client.sqlite3"))`` or ``store="client.sqlite3"``."""
+
+    seen_limit = 1000
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        return self._db
+
+    async def load(self) -> StoredState:
+        outbox = [OutboxRecord.from_dict(json.loads(raw))
+                  for (raw,) in self.db.execute("SELECT record FROM outbox ORDER BY seq")]
+        rooms = dict(self.db.execute("SELECT room, offset FROM rooms").fetchall())
+        seen = [mid for (mid,) in self.db.execute("SELECT id FROM seen ORDER BY n")]
+        return StoredState(outbox, rooms, seen)
+
+    async def add_outbox(self, record: OutboxRecord) -> None:
+        self.db.execute("INSERT OR REPLACE INTO outbox (id, seq, record) VALUES (?, ?, ?)",
+                        (record.id, record.seq, json.dumps(record.to_dict())))
+
+    async def remove_outbox(self, record_id: str) -> None:
+        self.db.execute("DELETE FROM outbox WHERE id = ?", (record_id,))
+
+    async def save_room(self, room: str, offset: int | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO rooms (room, offset) VALUES (?, ?)", (room, offset))
+
+    async def remove_room(self, room: str) -> None:
+        self.db.execute("DELETE FROM rooms WHERE room = ?", (room,))
+
+    async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
+        with self.db:  # one transaction: the offset never moves without the id
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE rooms SET offset = ? WHERE room = ?", (offset, room))
+            self.db.execute("INSERT OR IGNORE INTO seen (id) VALUES (?)", (message_id,))
+            self.db.execute("DELETE FROM seen WHERE n <= (SELECT MAX(n) FROM seen) - ?", (self.seen_limit,))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

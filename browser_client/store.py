@@ -1,0 +1,81 @@
+"""The client's storage interface, and the in-memory store.
+
+A store keeps three things, one record each so that a queue of thousands
+stays cheap: outbox records (until acked), joined rooms with the offset of
+the last handled message, and recently handled message ids. Backends:
+``MemoryStore`` (here), ``SqliteStore`` (CPython), ``IndexedDBStore``
+(browser). ``tests/unit/test_client_store_contract.py`` holds them all to the
+same promises.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .core import OutboxRecord
+
+
+@dataclass
+class StoredState:
+    """Everything a client needs to resume: what it owes and where it was."""
+
+    outbox: list[OutboxRecord] = field(default_factory=list)
+    rooms: dict[str, int | None] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+
+class ClientStore(Protocol):
+    async def load(self) -> StoredState:
+        """Open the storage and return what it holds, outbox in send order."""
+
+    async def add_outbox(self, record: OutboxRecord) -> None:
+        """Persist one queued message; durable when this returns."""
+
+    async def remove_outbox(self, record_id: str) -> None:
+        """Forget a message whose ack arrived."""
+
+    async def save_room(self, room: str, offset: int | None) -> None:
+        """Remember a joined room and its last handled offset."""
+
+    async def remove_room(self, room: str) -> None:
+        """Forget a room the client left."""
+
+    async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
+        """Move a room's offset and remember the id, in one write."""
+
+    async def close(self) -> None:
+        """Release the storage (the data stays)."""
+
+
+class MemoryStore:
+    """Keeps the state for the life of the process only (the Shotx default)."""
+
+    seen_limit = 1000
+
+    def __init__(self) -> None:
+        self.state = StoredState()
+
+    async def load(self) -> StoredState:
+        return copy.deepcopy(self.state)
+
+    async def add_outbox(self, record: OutboxRecord) -> None:
+        self.state.outbox.append(copy.deepcopy(record))
+
+    async def remove_outbox(self, record_id: str) -> None:
+        self.state.outbox = [r for r in self.state.outbox if r.id != record_id]
+
+    async def save_room(self, room: str, offset: int | None) -> None:
+        self.state.rooms[room] = offset
+
+    async def remove_room(self, room: str) -> None:
+        self.state.rooms.pop(room, None)
+
+    async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
+        if room in self.state.rooms:
+            self.state.rooms[room] = offset
+        self.state.seen = [*self.state.seen, message_id][-self.seen_limit:]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,76 @@
+"""In-memory store: for tests and for servers that may forget on restart."""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import replace
+from typing import Any
+
+from .store import LogEntry, RoomBounds
+
+
+class MemoryStore:
+    """Keeps everything in dicts; nothing survives the process.
+
+    Data is deep-copied on the way in so a caller mutating its dict after a
+    send cannot rewrite history.
+    """
+
+    def __init__(self) -> None:
+        self._logs: dict[str, deque[LogEntry]] = {}
+        self._bounds: dict[str, RoomBounds] = {}
+        self._replies: dict[tuple[str, str], tuple[Any, float]] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def append(self, room: str, type_: str, data: Any, message_id: str, ts: float,
+                     delivered: bool, max_messages: int) -> LogEntry:
+        bounds = self._bounds.get(room, RoomBounds())
+        entry = LogEntry(room, bounds.head + 1, message_id, type_, copy.deepcopy(data), ts)
+        log = self._logs.setdefault(room, deque())
+        log.append(entry)
+        floor = bounds.floor
+        while len(log) > max_messages:
+            floor = log.popleft().offset
+        self._bounds[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
+        return entry
+
+    async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
+        found = [e for e in self._logs.get(room, ()) if e.offset > after]
+        return [replace(e, data=copy.deepcopy(e.data)) for e in found[:limit]]
+
+    async def bounds(self, room: str) -> RoomBounds:
+        return self._bounds.get(room, RoomBounds())
+
+    async def mark_delivered(self, room: str, offset: int) -> None:
+        bounds = self._bounds.get(room, RoomBounds())
+        if offset > bounds.delivered:
+            self._bounds[room] = replace(bounds, delivered=min(offset, bounds.head))
+
+    async def drop_older_than(self, ts: float) -> int:
+        dropped = 0
+        for room, log in self._logs.items():
+            floor = self._bounds[room].floor
+            while log and log[0].ts < ts:
+                floor = log.popleft().offset
+                dropped += 1
+            self._bounds[room] = replace(self._bounds[room], floor=floor)
+        return dropped
+
+    async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
+        self._replies[(principal, message_id)] = (copy.deepcopy(reply), ts)
+
+    async def recall(self, principal: str, message_id: str) -> Any | None:
+        found = self._replies.get((principal, message_id))
+        return None if found is None else copy.deepcopy(found[0])
+
+    async def forget_replies_before(self, ts: float) -> int:
+        old = [key for key, (_, at) in self._replies.items() if at < ts]
+        for key in old:
+            del self._replies[key]
+        return len(old)

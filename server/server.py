@@ -1,0 +1,315 @@
+"""SxServer: Shotx on python-socketio and aiohttp.
+
+This is the only module of the server that imports python-socketio or
+aiohttp; policy lives in ``room_policy.py`` and ``replies.py``, envelopes in
+``shotx.client.protocol`` (shared with the client so the two cannot drift).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import socketio
+from aiohttp import web
+
+from shotx.client import protocol
+
+from .memory_store import MemoryStore
+from .replies import Reply, ReplyMemory
+from .room_policy import is_refusal, plan_join, retention_cutoff
+from .socket import SxSocket
+from .sqlite_store import SqliteStore
+from .store import Store
+
+log = logging.getLogger("shotx.server")
+
+Handler = Callable[..., Any]
+AuthHandler = Callable[[str, SxSocket], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+REPLAY_PAGE = 500
+
+
+def open_store(store: Store | str | Path) -> Store:
+    """``"memory"``, a SQLite file path, or a ready :class:`Store`."""
+    if isinstance(store, (str, Path)):
+        return MemoryStore() if str(store) == "memory" else SqliteStore(store)
+    return store
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Handlers may be plain functions or coroutines, as in Shotx."""
+    result = fn(*args)
+    return await result if inspect.isawaitable(result) else result
+
+
+def _takes_meta(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+class RoomSender:
+    """What ``sx.to(room)`` returns: ``await sx.to("news").send("notification", data)``."""
+
+    def __init__(self, server: SxServer, room: str) -> None:
+        self._server = server
+        self.room = protocol.check_room(room)
+
+    async def send(self, type_: str, data: Any = None) -> dict[str, Any]:
+        """Append to the room's log (durably), then broadcast; returns ``{id, offset}``."""
+        return await self._server.send_to_room(self.room, type_, data)
+
+
+class SxServer:
+    """A Shotx server attached to an aiohttp application.
+
+    >>> app = web.Application()
+    >>> sx = SxServer(app, store="memory")
+    >>> @sx.on_message("test_route")
+    ... async def test_route(data, socket):
+    ...     return {"status": "ok", "data": data, "auth": socket.auth}
+    """
+
+    def __init__(self, app: web.Application, *, path: str = protocol.DEFAULT_PATH,
+                 cors_allowed_origins: str | list[str] | None = "*",
+                 max_message_size: int = protocol.MAX_MESSAGE_SIZE,
+                 store: Store | str | Path = "shotx.sqlite3",
+                 retention_max_messages: int = 10_000, retention_max_age: float | None = 86_400.0,
+                 retention_interval: float = 60.0, reply_window: float = 86_400.0,
+                 handler_timeout: float | None = None,
+                 principal: Callable[[Any, SxSocket], str] | None = None,
+                 client_manager: Any = None, **socketio_options: Any) -> None:
+        if not isinstance(app, web.Application):
+            raise TypeError("SxServer needs an aiohttp web.Application to attach to")
+        if not isinstance(retention_max_messages, int) or retention_max_messages < 1:
+            raise ValueError("retention_max_messages must be a positive integer")
+        if retention_max_age is not None and retention_max_age <= 0:
+            raise ValueError("retention_max_age must be positive seconds or None")
+        self.app = app
+        self.path = "/" + path.strip("/") + "/"
+        self.store = open_store(store)
+        self.retention_max_messages = retention_max_messages
+        self.retention_max_age = retention_max_age
+        self.retention_interval = retention_interval
+        self.reply_window = reply_window
+        self.handler_timeout = handler_timeout
+        self.principal = principal or (lambda auth, socket: json.dumps(auth, sort_keys=True, default=str))
+        self.replies = ReplyMemory(self.store)
+        self.message_handlers: dict[str, tuple[Handler, bool]] = {}
+        self.auth_handler: AuthHandler = lambda token, socket: {}
+        self.sockets: dict[str, SxSocket] = {}
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        self._opened: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+        options = {"async_mode": "aiohttp", "cors_allowed_origins": cors_allowed_origins,
+                   "max_http_buffer_size": max_message_size, "logger": False, "engineio_logger": False}
+        if client_manager is not None:
+            options["client_manager"] = client_manager
+        self.sio = socketio.AsyncServer(**{**options, **socketio_options})
+        self.sio.attach(app, socketio_path=self.path.strip("/"))
+        self._register_socket_events()
+        self.on_message(protocol.JOIN, self._join)
+        self.on_message(protocol.LEAVE, self._leave)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+
+    # ---- public registration API -------------------------------------------------
+
+    def set_auth_handler(self, handler: AuthHandler) -> SxServer:
+        """Use ``handler(token, socket)`` to authenticate; returns self for chaining."""
+        if not callable(handler):
+            raise TypeError("Authentication handler must be a function")
+        self.auth_handler = handler
+        return self
+
+    def auth(self, handler: F) -> F:
+        """Decorator form of :meth:`set_auth_handler`."""
+        self.set_auth_handler(handler)
+        return handler
+
+    def on_message(self, type_: str, handler: Handler | None = None) -> Any:
+        """Route messages of ``type_`` to ``handler(data, socket[, meta])``.
+
+        With a handler: registers it and returns self (chainable). Without:
+        returns a decorator.
+        """
+        if not isinstance(type_, str) or not type_ or (handler is not None and not callable(handler)):
+            raise TypeError("Invalid parameters for on_message: need a non-empty str type and a function")
+        if handler is None:
+            def decorate(fn: F) -> F:
+                self.on_message(type_, fn)
+                return fn
+            return decorate
+        self.message_handlers[type_] = (handler, _takes_meta(handler))
+        return self
+
+    def to(self, room: str) -> RoomSender:
+        return RoomSender(self, room)
+
+    # ---- lifecycle ------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store and start retention; aiohttp start-up calls this."""
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self.store.open())
+        await self._opened
+        if self._retention_task is None and self.retention_interval > 0:
+            self._retention_task = asyncio.ensure_future(self._retention_loop())
+
+    async def close(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            self._retention_task = None
+        if self._opened is not None:
+            await self.store.close()
+            self._opened = None
+
+    async def _on_startup(self, app: web.Application) -> None:
+        await self.open()
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        await self.close()
+
+    async def apply_retention(self, now: float | None = None) -> int:
+        """Drop room messages and replies past their age; returns messages dropped."""
+        await self.open()
+        now = time.time() if now is None else now
+        await self.store.forget_replies_before(now - self.reply_window)
+        cutoff = retention_cutoff(now, self.retention_max_age)
+        return 0 if cutoff is None else await self.store.drop_older_than(cutoff)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention_interval)
+            try:
+                await self.apply_retention()
+            except Exception:
+                log.exception("retention pass failed")
+
+    # ---- rooms ----------------------------------------------------------------
+
+    def _lock(self, room: str) -> asyncio.Lock:
+        return self._room_locks.setdefault(room, asyncio.Lock())
+
+    def has_members(self, room: str) -> bool:
+        return bool(self.sio.manager.rooms.get("/", {}).get(room))
+
+    async def send_to_room(self, room: str, type_: str, data: Any) -> dict[str, Any]:
+        protocol.check_room(room)
+        if not isinstance(type_, str) or not type_:
+            raise TypeError("Message type must be a non-empty string")
+        protocol.encoded_size(data)  # refuse what JSON cannot carry before it is logged
+        await self.open()
+        async with self._lock(room):
+            members = self.has_members(room)
+            entry = await self.store.append(room, type_, data, protocol.uuid7(), time.time(),
+                                            members, self.retention_max_messages)
+            if members:
+                await self.sio.emit(protocol.MESSAGE_EVENT, protocol.room_message(
+                    entry.type, entry.data, entry.id, room, entry.offset), room=room)
+        log.debug("room %s: %s at offset %d (%s)", room, type_, entry.offset, "live" if members else "stored")
+        return {"id": entry.id, "offset": entry.offset}
+
+    async def _join(self, data: Any, socket: SxSocket) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ValueError("Invalid join: data must be an object with a room")
+        room = protocol.check_room(data.get("room"))
+        since = protocol.check_offset(data.get("since"))
+        async with self._lock(room):
+            await self.sio.enter_room(socket.sid, room)
+            plan = plan_join(room, since, await self.store.bounds(room))
+            replayed = await self._replay(socket.sid, room, plan.replay_after)
+            if plan.marks_backlog_delivered:
+                await self.store.mark_delivered(room, plan.head)
+        log.info("[%s] joined %s since=%s replayed=%d missed=%d", socket.sid, room, since, replayed, plan.missed)
+        return plan.answer(replayed)
+
+    async def _replay(self, sid: str, room: str, after: int) -> int:
+        count = 0
+        while True:
+            entries = await self.store.read(room, after, REPLAY_PAGE)
+            for entry in entries:
+                await self.sio.emit(protocol.MESSAGE_EVENT, protocol.room_message(
+                    entry.type, entry.data, entry.id, room, entry.offset), to=sid)
+            count += len(entries)
+            if len(entries) < REPLAY_PAGE:
+                return count
+            after = entries[-1].offset
+
+    async def _leave(self, data: Any, socket: SxSocket) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ValueError("Invalid leave: data must be an object with a room")
+        room = protocol.check_room(data.get("room"))
+        await self.sio.leave_room(socket.sid, room)
+        log.info("[%s] left %s", socket.sid, room)
+        return {"room": room}
+
+    # ---- connections and messages --------------------------------------------
+
+    def _register_socket_events(self) -> None:
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on(protocol.MESSAGE_EVENT, self._on_message)
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        socket = SxSocket(sid, environ, auth if isinstance(auth, dict) else {}, self.sio)
+        token = socket.handshake.get("token")
+        if not token:
+            log.warning("[%s] AUTH_NULL: no token", sid)
+            raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_NULL)
+        try:
+            result = await _call(self.auth_handler, token, socket)
+        except Exception:
+            log.exception("[%s] AUTH_ERROR", sid)
+            raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
+        if is_refusal(result):
+            log.warning("[%s] AUTH_FAIL", sid)
+            raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_FAIL)
+        socket.auth = result
+        self.sockets[sid] = socket
+        # python-socketio queues CONNECT once this returns, with no await in between,
+        # so a task started here emits auth_success right after it, as Shotx does.
+        self.sio.start_background_task(self.sio.emit, protocol.AUTH_SUCCESS_EVENT, result, to=sid)
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.sockets.pop(sid, None)
+
+    async def _on_message(self, sid: str, message: Any = None) -> Reply:
+        socket = self.sockets.get(sid)
+        checked = protocol.check_request(message)
+        if isinstance(checked, dict) or socket is None:
+            return checked if isinstance(checked, dict) else protocol.failure(protocol.HANDLER_ERROR, "Not authenticated")
+        type_, data, meta = checked
+        found = self.message_handlers.get(type_)
+        if found is None:
+            return protocol.unknown_type(type_)
+        message_id = meta.get("id")
+        if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
+            return await self._run(found, data, socket, meta)
+        principal = self.principal(socket.auth, socket)
+        return await self.replies.once(principal, message_id, lambda: self._run(found, data, socket, meta))
+
+    async def _run(self, found: tuple[Handler, bool], data: Any, socket: SxSocket, meta: dict[str, Any]) -> Reply:
+        handler, takes_meta = found
+        args = (data, socket, meta) if takes_meta else (data, socket)
+        try:
+            call: Awaitable[Any] = _call(handler, *args)
+            result = await (asyncio.wait_for(call, self.handler_timeout) if self.handler_timeout else call)
+            protocol.encoded_size(result)
+        except asyncio.TimeoutError:
+            log.error("[%s] %s: handler timed out", socket.sid, meta["type"])
+            return protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {self.handler_timeout}s")
+        except Exception as error:
+            log.exception("[%s] %s: handler raised", socket.sid, meta["type"])
+            return protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
+        return protocol.success(result)

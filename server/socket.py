@@ -1,0 +1,32 @@
+"""The ``socket`` handed to auth and message handlers, as in Shotx."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SxSocket:
+    """One connected client: ``sid``, the WSGI-style ``environ``, the handshake
+    ``auth`` object (``handshake["token"]``) and, once accepted, ``auth`` =
+    what the auth handler returned.
+    """
+
+    sid: str
+    environ: dict[str, Any]
+    handshake: dict[str, Any]
+    sio: Any = field(repr=False)
+    auth: Any = None
+
+    @property
+    def id(self) -> str:
+        return self.sid
+
+    @property
+    def rooms(self) -> list[str]:
+        return [room for room in self.sio.rooms(self.sid) if room != self.sid]
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send a raw event to this client only."""
+        await self.sio.emit(event, data, to=self.sid)

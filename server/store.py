@@ -1,0 +1,79 @@
+"""The server's storage interface: room logs and remembered replies.
+
+One small async interface, one file per backend (``memory_store.py``,
+``sqlite_store.py``). The server never looks behind it, so a backend only has
+to keep the promises written on :class:`Store`; the contract test in
+``tests/integration/test_store_contract.py`` runs against every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One room message as stored; ``offset`` counts from 1 per room."""
+
+    room: str
+    offset: int
+    id: str
+    type: str
+    data: Any
+    ts: float
+
+
+@dataclass(frozen=True)
+class RoomBounds:
+    """Where a room's log stands.
+
+    ``floor`` is the highest offset retention dropped (0 if none): the log
+    holds ``(floor, head]``. ``delivered`` is the highest offset some member
+    received live or through the backlog; what lies in ``(delivered, head]``
+    is the Shotx backlog a join without ``since`` receives.
+    """
+
+    head: int = 0
+    floor: int = 0
+    delivered: int = 0
+
+
+class Store(Protocol):
+    """Durable room logs plus the reply memory behind idempotent resends."""
+
+    async def open(self) -> None:
+        """Create or load the storage; called once before first use."""
+
+    async def close(self) -> None:
+        """Flush pending writes and release the storage."""
+
+    async def append(self, room: str, type_: str, data: Any, message_id: str, ts: float,
+                     delivered: bool, max_messages: int) -> LogEntry:
+        """Add a message at ``head + 1``; durable when this returns.
+
+        ``delivered`` marks it as received (the room had members), which moves
+        the room's ``delivered`` mark; ``max_messages`` drops the oldest
+        entries beyond that count in the same write.
+        """
+
+    async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
+        """Entries with ``offset > after`` in offset order, at most ``limit``."""
+
+    async def bounds(self, room: str) -> RoomBounds:
+        """The room's head, retention floor and delivered mark."""
+
+    async def mark_delivered(self, room: str, offset: int) -> None:
+        """Move the delivered mark forward to ``offset`` (never backward)."""
+
+    async def drop_older_than(self, ts: float) -> int:
+        """Retention by age across rooms; returns how many entries went."""
+
+    async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
+        """Keep the reply a handler produced for ``(principal, message_id)``."""
+
+    async def recall(self, principal: str, message_id: str) -> Any | None:
+        """The remembered reply, or ``None``."""
+
+    async def forget_replies_before(self, ts: float) -> int:
+        """Drop replies older than ``ts``; returns how many went."""
