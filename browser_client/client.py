@@ -99,6 +99,8 @@ class SxClient:
         self.flush_window = flush_window
         self.handlers: dict[str, tuple[Handler, int]] = {}
         self.auth_data: Any = None
+        #: the last join answer per room, from join() or an automatic rejoin
+        self.join_answers: dict[str, Any] = {}
         self.state = "disconnected"
         self.outbox = Outbox()
         self.rooms = RoomBook()
@@ -415,6 +417,7 @@ class SxClient:
             # The replay arrived before this ack: join() returns with it handled.
             # Not on rejoin, where a handler awaiting a send would wait on us.
             await self._inbox.join()
+        self.join_answers[room] = answer
         if isinstance(answer, dict):
             if answer.get("missed"):
                 log.warning("room %s: %s messages expired before we rejoined", room, answer["missed"])

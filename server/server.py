@@ -121,6 +121,7 @@ class SxServer:
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
         app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
 
     # ---- public registration API -------------------------------------------------
@@ -176,6 +177,12 @@ class SxServer:
 
     async def _on_startup(self, app: web.Application) -> None:
         await self.open()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        """Close every socket, or aiohttp waits out its shutdown timeout on them."""
+        if self.sio.eio.sockets:
+            await self.sio.eio.disconnect()
+        await self.sio.shutdown()
 
     async def _on_cleanup(self, app: web.Application) -> None:
         await self.close()

@@ -1,0 +1,98 @@
+"""The demo server: ``python -m shotx.server`` (or ``shotx-demo``).
+
+The seed's demo in Python: token auth (``valid``, or any token starting with
+``user-``), a ``test_route`` handler, and a publisher that sends a numbered
+``notification`` to ``user-room`` every ``--interval`` seconds. When ``--web``
+names a built bundle (``python3 build.py bundle`` makes ``web/dist``), its
+files are served at ``/`` next to Socket.IO at ``/shotx/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket as pysocket
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .server import SxServer
+from .socket import SxSocket
+
+DEMO_ROOM = "user-room"
+
+
+def build_app(store: str, web_dir: Path | None, interval: float) -> web.Application:
+    app = web.Application()
+    sx = SxServer(app, store=store)
+
+    @sx.auth
+    async def check(token: str, socket: SxSocket) -> dict[str, Any] | None:
+        if token == "valid" or token.startswith("user-"):
+            return {"user_id": "user123" if token == "valid" else token}
+        return None
+
+    @sx.on_message("test_route")
+    async def test_route(data: Any, socket: SxSocket) -> dict[str, Any]:
+        return {"status": "ok", "data": data, "auth": socket.auth}
+
+    @sx.on_message("publish")
+    async def publish(data: Any, socket: SxSocket) -> dict[str, Any]:
+        """Lets a page (or a test) put a message into the demo room."""
+        return await sx.to(DEMO_ROOM).send("notification", data)
+
+    if interval > 0:
+        app.cleanup_ctx.append(_publisher(sx, interval))
+    if web_dir is not None and web_dir.is_dir():
+        app.router.add_get("/", lambda request: web.FileResponse(web_dir / "index.html"))
+        app.router.add_static("/", web_dir, show_index=False, follow_symlinks=True)
+    app["sx"] = sx
+    return app
+
+
+def _publisher(sx: SxServer, interval: float) -> Any:
+    async def run(app: web.Application) -> Any:
+        async def loop() -> None:
+            count = 0
+            while True:
+                await asyncio.sleep(interval)
+                count += 1
+                await sx.to(DEMO_ROOM).send("notification", {"message": "Hello from server!", "n": count})
+
+        task = asyncio.ensure_future(loop())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return run
+
+
+def _bind(host: str, port: int) -> pysocket.socket:
+    sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+    sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)  # accept (queue) connections from the moment the line is printed
+    return sock
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shotx.server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000, help="0 picks a free port")
+    parser.add_argument("--store", default="shotx-demo.sqlite3", help="SQLite file, or 'memory'")
+    parser.add_argument("--web", type=Path, default=Path("web/dist"), help="built web bundle to serve")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between demo notifications (0: off)")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    sock = _bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    app = build_app(args.store, args.web, args.interval)
+    print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
+    web.run_app(app, sock=sock, print=None, handle_signals=True)
+
+
+if __name__ == "__main__":
+    main()

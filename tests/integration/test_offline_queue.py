@@ -1,0 +1,93 @@
+"""Sends made offline are queued, flushed in order on connect, each resolved."""
+
+import asyncio
+
+import pytest
+
+from shotx.client import PayloadTooLarge, SxClient
+
+
+def recording(handled):
+    def setup(sx):
+        async def queued_route(data, socket):
+            handled.append(data["n"])
+            return {"received": data}
+        sx.on_message("queued_route", queued_route)
+    return setup
+
+
+async def test_offline_sends_queue_then_flush_with_replies(start_server, make_client):
+    handled = []
+    client = make_client((await start_server(recording(handled))).url)
+    assert not client.is_connected
+    first = asyncio.ensure_future(client.send("queued_route", {"n": 1}))
+    second = asyncio.ensure_future(client.send("queued_route", {"n": 2}))
+    await asyncio.sleep(0.05)
+    assert client.queued == 2 and handled == []
+    await client.connect("token")
+    assert await asyncio.wait_for(asyncio.gather(first, second), 5) == [
+        {"received": {"n": 1}}, {"received": {"n": 2}}]
+    assert handled == [1, 2] and client.queued == 0
+
+
+async def test_large_offline_queue_flushes_in_send_order(start_server, make_client):
+    handled = []
+    client = make_client((await start_server(recording(handled))).url, flush_window=16)
+    sends = [asyncio.ensure_future(client.send("queued_route", {"n": n})) for n in range(300)]
+    await asyncio.sleep(0.05)
+    await client.connect("token")
+    replies = await asyncio.wait_for(asyncio.gather(*sends), 20)
+    assert [r["received"]["n"] for r in replies] == list(range(300))
+    assert handled == list(range(300)) and client.queued == 0
+
+
+async def test_outbox_survives_a_client_restart_with_sqlite(start_server, tmp_path):
+    handled = []
+    server = await start_server(recording(handled))
+    path = tmp_path / "client.sqlite3"
+    before = SxClient(server.url, store=path)
+    pending = [asyncio.ensure_future(before.send("queued_route", {"n": n})) for n in range(5)]
+    await asyncio.sleep(0.05)
+    assert before.queued == 5
+    for task in pending:
+        task.cancel()
+    await before.close()  # the process "dies" with five sends owed
+
+    after = SxClient(server.url, store=path, reconnection_delay=0.05)
+    try:
+        await after.connect("token")
+        for _ in range(200):
+            if after.queued == 0 and len(handled) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert handled == [0, 1, 2, 3, 4] and after.queued == 0
+    finally:
+        await after.close()
+    reopened = SxClient(server.url, store=path)
+    assert (await reopened.store.load()).outbox == []
+    await reopened.close()
+
+
+async def test_oversized_and_non_json_sends_fail_before_queueing(start_server, make_client):
+    client = make_client((await start_server(recording([]))).url)
+    with pytest.raises(PayloadTooLarge) as caught:
+        await client.send("queued_route", {"blob": "x" * (2 * 1024 * 1024)})
+    assert caught.value.code == "PAYLOAD_TOO_LARGE" and caught.value.limit == 2 * 1024 * 1024
+    with pytest.raises(TypeError):
+        await client.send("queued_route", {"bad": object()})
+    with pytest.raises(TypeError, match="type"):
+        await client.send("", {})
+    with pytest.raises(TypeError, match="type"):
+        await client.send(None, {})
+    assert client.queued == 0
+
+
+async def test_disconnect_when_connected_and_when_not(start_server, make_client):
+    client = make_client((await start_server(recording([]))).url)
+    await client.disconnect()  # never connected: a no-op
+    await client.connect("token")
+    await client.disconnect()
+    assert not client.is_connected and client.state == "disconnected"
+    await client.disconnect()
+    await client.connect("token")  # and it can come back
+    assert client.is_connected

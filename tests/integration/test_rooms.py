@@ -1,0 +1,166 @@
+"""Rooms: live delivery, leave, the Shotx backlog, resume with since, retention."""
+
+import asyncio
+
+import pytest
+
+from shotx.client import SxClient
+
+
+def collect(client, into, type_="notification"):
+    client.on_message(type_, lambda data, meta: into.append(data["n"]))
+
+
+async def test_join_receive_leave_then_nothing(start_server, make_client, wait_until):
+    server = await start_server()
+    client = make_client(server.url)
+    got = []
+    collect(client, got)
+    await client.connect("t")
+    answer = await client.join("user-room")
+    assert answer == {"room": "user-room", "since": None, "head": 0, "replayed": 0, "missed": 0}
+    await server.sx.to("user-room").send("notification", {"n": 1})
+    await wait_until(lambda: got == [1])
+    await client.leave("user-room")
+    await server.sx.to("user-room").send("notification", {"n": 2})
+    await asyncio.sleep(0.2)
+    assert got == [1]
+
+
+async def test_shotx_backlog_reaches_a_recreated_client(start_server, make_client, wait_until):
+    """Messages 1..5 sent while the room is empty all reach the next joiner, once."""
+    server = await start_server()
+    first = make_client(server.url)
+    await first.connect("t")
+    await first.join("user-room")
+    await first.close()
+    for n in range(1, 6):
+        await server.sx.to("user-room").send("notification", {"n": n})
+    again, got = make_client(server.url), []
+    collect(again, got)
+    await again.connect("t")
+    answer = await again.join("user-room")
+    assert got == [1, 2, 3, 4, 5] and answer["replayed"] == 5
+    third, more = make_client(server.url), []
+    collect(third, more)
+    await third.connect("t")
+    await third.join("user-room")
+    assert more == []  # the backlog went to one joiner, as in Shotx
+
+
+async def test_offline_member_gets_exactly_what_it_missed(start_server, make_client, tmp_path, wait_until):
+    server = await start_server()
+    online, online_got = make_client(server.url), []
+    collect(online, online_got)
+    await online.connect("t")
+    await online.join("news")
+    path = tmp_path / "member.sqlite3"
+    member, member_got = SxClient(server.url, store=path), []
+    collect(member, member_got)
+    await member.connect("t")
+    await member.join("news")
+    for n in range(1, 4):
+        await server.sx.to("news").send("notification", {"n": n})
+    await wait_until(lambda: member_got == [1, 2, 3])
+    await member.close()  # offline while `online` stays
+    for n in range(4, 11):
+        await server.sx.to("news").send("notification", {"n": n})
+    await wait_until(lambda: online_got == list(range(1, 11)))
+
+    back, back_got = SxClient(server.url, store=path), []
+    collect(back, back_got)
+    try:
+        await back.connect("t")
+        await wait_until(lambda: back_got == list(range(4, 11)))
+        await server.sx.to("news").send("notification", {"n": 11})
+        await wait_until(lambda: back_got == list(range(4, 12)))
+        await asyncio.sleep(0.1)
+        assert back_got == list(range(4, 12)) and back.rooms.offsets["news"] == 11
+    finally:
+        await back.close()
+
+
+async def test_reconnect_rejoins_with_since_after_the_server_drops_us(start_server, make_client, wait_until):
+    server = await start_server()
+    client, got = make_client(server.url), []
+    collect(client, got)
+    await client.connect("t")
+    await client.join("r")
+    await server.sx.to("r").send("notification", {"n": 1})
+    await wait_until(lambda: got == [1])
+    for sid in list(server.sx.sockets):
+        await server.sx.sio.disconnect(sid)
+    await wait_until(lambda: not client.is_connected, timeout=2)
+    await server.sx.to("r").send("notification", {"n": 2})  # nobody is in the room now
+    await wait_until(lambda: got == [1, 2])
+    await server.sx.to("r").send("notification", {"n": 3})
+    await wait_until(lambda: got == [1, 2, 3])
+
+
+async def test_retention_by_count_and_the_join_answer_says_what_was_missed(start_server, make_client):
+    server = await start_server(retention_max_messages=3)
+    client, got = make_client(server.url), []
+    collect(client, got)
+    await client.connect("t")
+    await client.join("r")
+    await server.sx.to("r").send("notification", {"n": 1})
+    await asyncio.sleep(0.1)
+    await client.disconnect()
+    for n in range(2, 11):
+        await server.sx.to("r").send("notification", {"n": n})
+    await client.connect("t")  # rejoins "r" with since=1
+    answer = client.join_answers["r"]
+    assert answer["since"] == 1 and answer["head"] == 10 and answer["missed"] == 6 and answer["replayed"] == 3
+    assert got == [1, 8, 9, 10]
+
+
+async def test_retention_by_age(start_server, make_client):
+    server = await start_server(retention_max_age=60.0)
+    for n in range(3):
+        await server.sx.to("old").send("notification", {"n": n})
+    assert await server.sx.apply_retention() == 0
+    assert await server.sx.apply_retention(now=server.sx.store._logs["old"][-1].ts + 61) == 3
+    client, got = make_client(server.url), []
+    collect(client, got)
+    await client.connect("t")
+    answer = await client.join("old")
+    assert got == [] and answer["missed"] == 3 and answer["head"] == 2 + 1
+
+
+async def test_bad_rooms_and_since_are_refused_clearly(start_server, make_client, raw_client):
+    server = await start_server()
+    client = make_client(server.url)
+    for bad in ("", None, 5):
+        with pytest.raises(ValueError, match="room"):
+            await client.join(bad)
+    assert client.rooms.offsets == {}
+    sio = await raw_client(server.url)
+    for data, text in (({"room": ""}, "room"), ({"room": 3}, "room"), ("r", "room"),
+                       ({"room": "r", "since": -1}, "since"), ({"room": "r", "since": "3"}, "since"),
+                       ({"room": "r", "since": 1.5}, "since")):
+        reply = await sio.call("message", {"meta": {"type": "sx_join"}, "data": data}, timeout=5)
+        assert reply["meta"]["success"] is False and reply["meta"]["code"] == 2004
+        assert text in reply["meta"]["error"]
+    with pytest.raises(ValueError):
+        await server.sx.to("").send("x", 1)
+    with pytest.raises(TypeError):
+        await server.sx.to("r").send("x", {"bad": object()})
+    assert (await server.sx.store.bounds("r")).head == 0
+
+
+async def test_replay_and_live_sends_interleave_without_gaps_or_duplicates(start_server, make_client, wait_until):
+    server = await start_server()
+    for n in range(1, 201):
+        await server.sx.to("busy").send("notification", {"n": n})
+    client, got = make_client(server.url), []
+    collect(client, got)
+    await client.connect("t")
+
+    async def publish():
+        for n in range(201, 401):
+            await server.sx.to("busy").send("notification", {"n": n})
+
+    await asyncio.gather(client.join("busy"), publish())
+    await wait_until(lambda: len(got) >= 400)
+    await asyncio.sleep(0.1)
+    assert got == list(range(1, 401))

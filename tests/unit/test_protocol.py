@@ -1,0 +1,85 @@
+"""The wire protocol's pure parts. Plain functions and asserts only: the same
+file also runs inside Pyodide (tests/browser/test_core_in_pyodide.py)."""
+
+import uuid
+
+from shotx.client import protocol
+from shotx.client.errors import AuthError, MessageError, PayloadTooLarge, SxError, SxTimeoutError
+
+
+def test_uuid7_is_version_7_and_time_ordered():
+    ids = [protocol.uuid7() for _ in range(200)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert len(set(ids)) == 200
+    stamps = [u.int >> 80 for u in parsed]
+    assert stamps == sorted(stamps)
+
+
+def test_codes_are_the_shotx_wire_values():
+    assert (protocol.INVALID_FORMAT, protocol.INVALID_TYPE, protocol.UNKNOWN_TYPE, protocol.HANDLER_ERROR) == (
+        2001, 2002, 2003, 2004)
+    assert protocol.AUTH_CODES == {"AUTH_NULL", "AUTH_FAIL", "AUTH_ERROR"}
+    assert protocol.DEFAULT_PATH == "/shotx/" and protocol.MAX_MESSAGE_SIZE == 2 * 1024 * 1024
+
+
+def test_check_request_sorts_bad_input_into_codes():
+    for bad in (None, "text", 42, [1, 2], True):
+        assert protocol.check_request(bad) == {
+            "meta": {"success": False, "code": 2001, "error": "Invalid message format"}, "data": None}
+    for meta in (None, {}, {"type": 5}, {"type": None}, "meta"):
+        assert protocol.check_request({"meta": meta, "data": 1})["meta"]["code"] == 2002
+    assert protocol.check_request({"meta": {"type": "t", "id": "x"}, "data": [1]}) == (
+        "t", [1], {"type": "t", "id": "x"})
+
+
+def test_replies_have_the_shotx_shape():
+    assert protocol.success({"a": 1}) == {"meta": {"success": True}, "data": {"a": 1}}
+    assert protocol.unknown_type("zap") == {
+        "meta": {"success": False, "code": 2003, "error": "Unknown message type: zap"}, "data": None}
+    assert protocol.failure(2004)["meta"]["error"] == "Error processing message"
+
+
+def test_request_and_room_message_envelopes():
+    env = protocol.request("t", {"n": 1})
+    assert env["meta"]["type"] == "t" and uuid.UUID(env["meta"]["id"]).version == 7
+    assert protocol.room_message("n", 1, "id", "r", 7) == {
+        "meta": {"type": "n", "id": "id", "room": "r", "offset": 7}, "data": 1}
+
+
+def test_room_and_offset_validation():
+    assert protocol.check_room("a") == "a"
+    for bad in ("", None, 3, ["r"]):
+        try:
+            protocol.check_room(bad)
+        except ValueError as error:
+            assert "room" in str(error)
+        else:
+            raise AssertionError(f"accepted room {bad!r}")
+    assert protocol.check_offset(None) is None and protocol.check_offset(0) == 0
+    for bad in (-1, 1.5, "3", True):
+        try:
+            protocol.check_offset(bad)
+        except ValueError as error:
+            assert "since" in str(error)
+        else:
+            raise AssertionError(f"accepted offset {bad!r}")
+
+
+def test_encoded_size_counts_utf8_bytes_and_refuses_non_json():
+    assert protocol.encoded_size({"a": "é"}) == len('{"a":"é"}'.encode())
+    try:
+        protocol.encoded_size({"a": object()})
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("encoded an object JSON cannot carry")
+
+
+def test_error_tree_and_texts():
+    timeout = SxTimeoutError("test_route", 0.2)
+    assert isinstance(timeout, TimeoutError) and isinstance(timeout, SxError)
+    assert str(timeout) == "TIMEOUT: test_route (200ms)" and timeout.code == "TIMEOUT"
+    assert str(AuthError("AUTH_FAIL")) == "AUTH_FAIL" and AuthError("AUTH_FAIL").code == "AUTH_FAIL"
+    assert MessageError(2004, "boom").code == 2004 and str(MessageError(2004, "boom")) == "boom"
+    assert PayloadTooLarge(10, 5).code == "PAYLOAD_TOO_LARGE"
