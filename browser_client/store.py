@@ -58,7 +58,9 @@ class MemoryStore:
         self.state = StoredState()
 
     async def load(self) -> StoredState:
-        return copy.deepcopy(self.state)
+        state = copy.deepcopy(self.state)
+        state.outbox.sort(key=lambda record: record.seq)
+        return state
 
     async def add_outbox(self, record: OutboxRecord) -> None:
         self.state.outbox.append(copy.deepcopy(record))

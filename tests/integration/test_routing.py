@@ -126,3 +126,13 @@ def test_constructor_validation_and_chaining():
     with pytest.raises(ValueError, match="room"):
         sx.to("")
     assert sx.sio.eio.max_http_buffer_size == 2 * 1024 * 1024
+
+
+async def test_oversized_raw_message_drops_only_that_connection(start_server, make_client, raw_client, wait_until):
+    server = await start_server(routes)
+    client = make_client(server.url)
+    await client.connect("t")
+    sio = await raw_client(server.url)
+    await sio.emit("message", {"meta": {"type": "test_route"}, "data": "x" * (3 * 1024 * 1024)})
+    await wait_until(lambda: not sio.connected, timeout=5)
+    assert await client.send("test_route", "still here") == {"echo": "still here", "status": "ok"}

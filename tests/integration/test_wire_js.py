@@ -1,0 +1,62 @@
+"""Wire compatibility: the npm socket.io-client, speaking Shotx, against our server."""
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = ROOT / "web" / "node_modules"
+
+
+def shotx_routes(sx):
+    @sx.auth
+    async def check(token, socket):
+        if token == "throws":
+            raise RuntimeError("down")
+        return {"userId": "user123"} if token == "valid" else None
+
+    sx.on_message("test_route", lambda data, socket: {"status": "ok", "data": data, "auth": socket.auth})
+    sx.on_message("error_route", lambda data, socket: (_ for _ in ()).throw(ValueError("Handler exploded")))
+
+    async def publish_live(data, socket):
+        return await sx.to("user-room").send("notification", data)
+    sx.on_message("publish_live", publish_live)
+
+
+def node_available() -> bool:
+    found = shutil.which("node") and (NODE_MODULES / "socket.io-client").is_dir()
+    if not found and os.environ.get("CI") == "true":
+        pytest.fail("node and web/node_modules/socket.io-client are required in CI (python3 build.py bundle)")
+    return bool(found)
+
+
+async def test_js_shotx_peer_cannot_tell_our_server_from_the_original(start_server):
+    if not node_available():
+        pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
+    server = await start_server(shotx_routes)
+    for n in (1, 2):  # the Shotx backlog: stored while the room is empty
+        await server.sx.to("user-room").send("notification", {"n": n})
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(Path(__file__).with_name("shotx_js_peer.cjs")), server.url,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    seen = json.loads(stdout)
+    assert seen["auth"] == {"userId": "user123"}
+    assert seen["ok"] == {"meta": {"success": True},
+                          "data": {"status": "ok", "data": {"n": 1}, "auth": {"userId": "user123"}}}
+    assert seen["unknown"] == {"meta": {"success": False, "code": 2003, "error": "Unknown message type: missing_route"},
+                               "data": None}
+    assert seen["raises"] == {"meta": {"success": False, "code": 2004, "error": "Handler exploded"}, "data": None}
+    assert seen["notObject"]["meta"] == {"success": False, "code": 2001, "error": "Invalid message format"}
+    assert seen["noType"]["meta"] == {"success": False, "code": 2002, "error": "Invalid message type"}
+    assert seen["join"]["meta"] == {"success": True}
+    assert [m["data"]["n"] for m in seen["room"]] == [1, 2, 3]
+    assert all(m["meta"]["type"] == "notification" and len(m["meta"]["id"]) == 36 for m in seen["room"])
+    assert seen["leave"]["meta"] == {"success": True}
+    assert (seen["badToken"], seen["noToken"], seen["throws"]) == ("AUTH_FAIL", "AUTH_NULL", "AUTH_ERROR")

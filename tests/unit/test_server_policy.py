@@ -1,0 +1,74 @@
+"""Server policy with no sockets: join plans, refusals, once-only replies."""
+
+import asyncio
+
+from shotx.server import MemoryStore, RoomBounds
+from shotx.server.replies import ReplyMemory
+from shotx.server.room_policy import is_refusal, plan_join, retention_cutoff
+
+
+def test_join_without_since_takes_the_backlog_after_delivered():
+    plan = plan_join("r", None, RoomBounds(head=5, floor=0, delivered=2))
+    assert (plan.replay_after, plan.missed, plan.marks_backlog_delivered) == (2, 0, True)
+    assert plan.answer(3) == {"room": "r", "since": None, "head": 5, "replayed": 3, "missed": 0}
+    assert not plan_join("r", None, RoomBounds(head=5, delivered=5)).marks_backlog_delivered
+
+
+def test_join_with_since_resumes_and_counts_what_retention_dropped():
+    assert plan_join("r", 7, RoomBounds(head=9, floor=0, delivered=9)).replay_after == 7
+    plan = plan_join("r", 1, RoomBounds(head=9, floor=4, delivered=9))
+    assert (plan.replay_after, plan.missed) == (4, 3)
+    assert not plan.marks_backlog_delivered
+
+
+def test_since_past_head_means_the_log_was_reset():
+    plan = plan_join("r", 50, RoomBounds(head=3))
+    assert (plan.replay_after, plan.head, plan.missed) == (3, 3, 0)
+
+
+def test_refusal_follows_javascript_truthiness():
+    assert [is_refusal(v) for v in (None, False, 0, 0.0, "")] == [True] * 5
+    assert [is_refusal(v) for v in ({}, [], "user", 1, True, {"u": 1})] == [False] * 6
+
+
+def test_retention_cutoff():
+    assert retention_cutoff(100.0, 30.0) == 70.0 and retention_cutoff(100.0, None) is None
+
+
+def test_reply_memory_runs_once_and_shares_a_running_copy():
+    async def scenario():
+        memory, runs = ReplyMemory(MemoryStore()), []
+
+        async def handler():
+            runs.append(1)
+            await asyncio.sleep(0.01)
+            return {"meta": {"success": True}, "data": len(runs)}
+
+        first, second = await asyncio.gather(memory.once("p", "id", handler), memory.once("p", "id", handler))
+        third = await memory.once("p", "id", handler)
+        other = await memory.once("q", "id", handler)
+        return runs, first, second, third, other
+
+    runs, first, second, third, other = asyncio.run(scenario())
+    assert first == second == third == {"meta": {"success": True}, "data": 1}
+    assert other["data"] == 2 and len(runs) == 2
+
+
+def test_reply_memory_forgets_a_run_that_raised():
+    async def scenario():
+        memory, calls = ReplyMemory(MemoryStore()), []
+
+        async def flaky():
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("crashed before replying")
+            return {"meta": {"success": True}, "data": "ok"}
+
+        try:
+            await memory.once("p", "id", flaky)
+        except RuntimeError:
+            pass
+        return await memory.once("p", "id", flaky), calls
+
+    reply, calls = asyncio.run(scenario())
+    assert reply["data"] == "ok" and len(calls) == 2
