@@ -110,6 +110,8 @@ class SxClient:
         self._emitted_events: dict[str, asyncio.Event] = {}
         self._joins: dict[str, asyncio.Future[Any]] = {}
         self._queue: deque[OutboxRecord] = deque()
+        self._live = False  # True once this connection's stored records are queued
+        self._session_ids: set[str] = set()
         self._wake = asyncio.Event()
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -152,6 +154,11 @@ class SxClient:
         except asyncio.TimeoutError:
             raise SxTimeoutError("connect", limit) from None
 
+    async def restore(self) -> None:
+        """Load the stored outbox and rooms now (``connect`` does it too), so
+        that ``queued`` shows what earlier runs left before any connection."""
+        await self._load()
+
     async def disconnect(self) -> None:
         """Close the connection; queued messages stay in the store for later."""
         task, self._loop_task = self._loop_task, None
@@ -187,6 +194,18 @@ class SxClient:
         """Send a raw event with ``{meta, data}``; queued like :meth:`send`."""
         record = await self._enqueue(event, dict(meta or {}), data)
         return await self._await_reply(record, self.timeout if timeout is None else timeout)
+
+    async def queue(self, type_: str, data: Any = None) -> asyncio.Future[Any]:
+        """Queue a send and return once it is persisted, with a future of its result.
+
+        For bursts: ``futures = [await client.queue("t", n) for n in range(1000)]``
+        costs one store write each and no round trip; the future resolves (or
+        fails with :class:`MessageError`) when the ack arrives.
+        """
+        if not isinstance(type_, str) or not type_:
+            raise TypeError("Message type must be a non-empty string")
+        record = await self._enqueue(protocol.MESSAGE_EVENT, {"type": type_}, data)
+        return asyncio.ensure_future(self._await_reply(record, 0))
 
     async def join(self, room: str, timeout: float | None = None) -> Any:
         """Join a room (remembered, rejoined after reconnects and reloads).
@@ -260,7 +279,8 @@ class SxClient:
         except BaseException:
             self.outbox.acknowledge(record.id)
             raise
-        if self.is_connected:
+        self._session_ids.add(record.id)
+        if self.is_connected and self._live:
             self._queue.append(record)
             self._wake.set()
         return record
@@ -289,7 +309,9 @@ class SxClient:
     def _acknowledged(self, record_id: str, reply: Any) -> None:
         if self.outbox.acknowledge(record_id) is None:
             return  # a late ack for a resent copy
-        self._emitted_events.pop(record_id, None)
+        emitted = self._emitted_events.pop(record_id, None)
+        if emitted is not None:
+            emitted.set()
         if self._window is not None:
             self._window.release()
         self._spawn(self.store.remove_outbox(record_id))
@@ -308,7 +330,9 @@ class SxClient:
                     continue
                 await self.transport.emit(record.event, record.payload(),
                                           lambda reply, rid=record.id: self._acknowledged(rid, reply))
-                self._emitted_events[record.id].set()
+                emitted = self._emitted_events.get(record.id)
+                if emitted is not None:  # None: acked already, during the emit
+                    emitted.set()
             self._wake.clear()
             await self._wake.wait()
 
@@ -372,10 +396,36 @@ class SxClient:
         for room in list(self.rooms.offsets):
             await self._join_now(room)
         self._window = asyncio.Semaphore(self.flush_window)
-        self._queue = deque(self.outbox.pending())
+        self._queue = deque()
+        self._live = False
         self._pump_task = asyncio.ensure_future(self._pump(self._window))
-        self._wake.set()
+        self._spawn(self._flush_stored(self._lost))
         return self.auth_data
+
+    async def _flush_stored(self, lost: asyncio.Event) -> None:
+        """Resend everything owed, holding the store's flush lock until acked.
+
+        Sends made meanwhile wait in the outbox, so the pump emits them after
+        the older records: outbox order is send order.
+        """
+        async with self.store.flush_lock():
+            if lost.is_set():
+                return
+            self.outbox.sync((await self.store.load()).outbox, keep=self._session_ids)
+            owed = self.outbox.pending()
+            for record in owed:
+                self._emitted_events.setdefault(record.id, asyncio.Event())
+            self._queue.extend(owed)
+            self._live = True
+            self._wake.set()
+            loop = asyncio.get_running_loop()
+            acks = [asyncio.shield(self._replies.setdefault(r.id, loop.create_future())) for r in owed]
+            settled = asyncio.ensure_future(asyncio.gather(*acks))
+            dropped = asyncio.ensure_future(lost.wait())
+            await asyncio.wait({settled, dropped}, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (settled, dropped):
+                waiter.cancel()
+            await asyncio.gather(settled, dropped, return_exceptions=True)
 
     async def _drop_connection(self) -> None:
         pump, self._pump_task = self._pump_task, None
@@ -383,6 +433,7 @@ class SxClient:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
         self._queue.clear()
+        self._live = False
         self._window = None
         try:
             await self.transport.disconnect()

@@ -73,7 +73,7 @@ class Outbox:
     def __init__(self, records: Iterable[OutboxRecord] = ()) -> None:
         self._records: OrderedDict[str, OutboxRecord] = OrderedDict()
         self._next_seq = 1
-        for record in sorted(records, key=lambda r: r.seq):
+        for record in sorted(records, key=lambda r: (r.seq, r.id)):
             self._records[record.id] = record
             self._next_seq = max(self._next_seq, record.seq + 1)
 
@@ -89,9 +89,23 @@ class Outbox:
         if record.id in self._records:
             return False
         self._records[record.id] = record
-        self._records = OrderedDict(sorted(self._records.items(), key=lambda item: item[1].seq))
+        self._records = OrderedDict(sorted(self._records.items(), key=lambda item: (item[1].seq, item[0])))
         self._next_seq = max(self._next_seq, record.seq + 1)
         return True
+
+    def sync(self, stored: Iterable[OutboxRecord], keep: set[str]) -> None:
+        """Take the stored outbox as the truth, plus our own records in ``keep``.
+
+        Another tab may have flushed (and deleted) records we loaded, or
+        queued records we never saw; only records this client made itself
+        may be missing from storage, because their write is still on its way.
+        """
+        merged = {record.id: record for record in stored}
+        for record_id, record in self._records.items():
+            if record_id in keep:
+                merged.setdefault(record_id, record)
+        self._records = OrderedDict(sorted(merged.items(), key=lambda item: (item[1].seq, item[0])))
+        self._next_seq = max([self._next_seq, *(r.seq + 1 for r in merged.values())])
 
     def acknowledge(self, record_id: str) -> OutboxRecord | None:
         return self._records.pop(record_id, None)

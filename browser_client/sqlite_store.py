@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from .core import OutboxRecord
-from .store import StoredState
+from .store import StoredState, no_lock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL);
@@ -65,6 +66,10 @@ class SqliteStore:
             self.db.execute("UPDATE rooms SET offset = ? WHERE room = ?", (offset, room))
             self.db.execute("INSERT OR IGNORE INTO seen (id) VALUES (?)", (message_id,))
             self.db.execute("DELETE FROM seen WHERE n <= (SELECT MAX(n) FROM seen) - ?", (self.seen_limit,))
+
+    def flush_lock(self) -> AbstractAsyncContextManager[None]:
+        """Processes sharing a file may both flush; the server dedups resends."""
+        return no_lock()
 
     async def close(self) -> None:
         if self._db is not None:

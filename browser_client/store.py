@@ -11,6 +11,8 @@ same promises.
 from __future__ import annotations
 
 import copy
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,8 +47,18 @@ class ClientStore(Protocol):
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
         """Move a room's offset and remember the id, in one write."""
 
+    def flush_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held while flushing stored records, so that clients sharing the
+        storage (browser tabs) do not flush the same records at once."""
+
     async def close(self) -> None:
         """Release the storage (the data stays)."""
+
+
+@asynccontextmanager
+async def no_lock() -> AsyncIterator[None]:
+    """The flush lock of a store no other client shares."""
+    yield
 
 
 class MemoryStore:
@@ -78,6 +90,9 @@ class MemoryStore:
         if room in self.state.rooms:
             self.state.rooms[room] = offset
         self.state.seen = [*self.state.seen, message_id][-self.seen_limit:]
+
+    def flush_lock(self) -> AbstractAsyncContextManager[None]:
+        return no_lock()
 
     async def close(self) -> None:
         return None

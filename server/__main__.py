@@ -34,8 +34,12 @@ def build_app(store: str, web_dir: Path | None, interval: float) -> web.Applicat
             return {"user_id": "user123" if token == "valid" else token}
         return None
 
+    handled: list[Any] = []
+
     @sx.on_message("test_route")
     async def test_route(data: Any, socket: SxSocket) -> dict[str, Any]:
+        handled.append(data)
+        del handled[:-10_000]
         return {"status": "ok", "data": data, "auth": socket.auth}
 
     @sx.on_message("publish")
@@ -43,6 +47,17 @@ def build_app(store: str, web_dir: Path | None, interval: float) -> web.Applicat
         """Lets a page (or a test) put a message into the demo room."""
         return await sx.to(DEMO_ROOM).send("notification", data)
 
+    async def demo_handled(request: web.Request) -> web.Response:
+        """What test_route ran with, in order: lets a test prove 'exactly once'."""
+        return web.json_response(handled)
+
+    async def demo_publish(request: web.Request) -> web.Response:
+        """Publish to a room over plain HTTP: ``POST /demo/publish?room=r`` with a JSON body."""
+        room = request.query.get("room", DEMO_ROOM)
+        return web.json_response(await sx.to(room).send("notification", await request.json()))
+
+    app.router.add_get("/demo/handled", demo_handled)
+    app.router.add_post("/demo/publish", demo_publish)
     if interval > 0:
         app.cleanup_ctx.append(_publisher(sx, interval))
     if web_dir is not None and web_dir.is_dir():

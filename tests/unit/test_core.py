@@ -120,3 +120,13 @@ def test_backoff_jitter_stays_within_the_spread():
     assert [high.next_delay() for _ in range(3)] == [1.5, 3.0, 6.0]
     capped = Backoff(initial=20.0, maximum=30.0, randomization=0.5, rand=lambda: 1.0)
     assert capped.next_delay() == 30.0
+
+
+def test_outbox_sync_drops_what_another_tab_flushed_and_keeps_our_own():
+    box = Outbox([OutboxRecord("old-a", "message", {"type": "t", "id": "old-a"}, "a", seq=1),
+                  OutboxRecord("old-b", "message", {"type": "t", "id": "old-b"}, "b", seq=2)])
+    mine = box.add("message", {"type": "t"}, "mine")
+    theirs = OutboxRecord("theirs", "message", {"type": "t", "id": "theirs"}, "t", seq=9)
+    box.sync([box.pending()[1], theirs], keep={mine.id})
+    assert [r.data for r in box.pending()] == ["b", "mine", "t"]
+    assert box.add("message", {"type": "t"}, "next").seq == 10

@@ -1,0 +1,153 @@
+"""Browser store: IndexedDB, one record per queued message, plus a Web Lock.
+
+Object stores (database ``shotx`` by default, version 1):
+
+* ``outbox``  ``{id, seq, json}``: one record per unacknowledged message;
+* ``rooms``   ``{room, offset}``: joined rooms and the last handled offset;
+* ``seen``    ``{n, id}``: recently handled message ids, trimmed to a bound.
+
+IndexedDB commits a transaction as soon as control returns to the event loop,
+and Pyodide resumes a coroutine in a later task, so every operation here
+issues all of its requests synchronously and then awaits the transaction's
+completion once (a promise made by a small JavaScript helper, so no Python
+proxy is involved). Where IndexedDB cannot be opened (private windows, some
+embedded browsers) the store falls back to memory and logs a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import js  # type: ignore[import-not-found]
+
+from .core import OutboxRecord
+from .js_transport import to_js_value, to_py_value
+from .store import MemoryStore, StoredState
+
+log = logging.getLogger("shotx.client")
+
+_OPEN = js.Function.new("name", """
+  return new Promise((resolve, reject) => {
+    if (!globalThis.indexedDB) { reject(new Error("IndexedDB is not available")); return; }
+    const request = indexedDB.open(name, 1);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      db.createObjectStore("outbox", { keyPath: "id" });
+      db.createObjectStore("rooms", { keyPath: "room" });
+      db.createObjectStore("seen", { keyPath: "n" });
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error("IndexedDB open blocked"));
+  });""")
+
+_DONE = js.Function.new("tx", """
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+  });""")
+
+_LOCK = js.Function.new("name", """
+  return new Promise((acquired) => {
+    if (!(globalThis.navigator && navigator.locks)) { acquired(() => {}); return; }
+    navigator.locks.request(name, () => new Promise((release) => acquired(release)));
+  });""")
+
+
+class IndexedDBStore:
+    """``SxClient(url)`` in the browser uses this; ``IndexedDBStore("app")`` names the database."""
+
+    seen_limit = 1000
+
+    def __init__(self, name: str = "shotx") -> None:
+        self.name = name
+        self._db: Any = None
+        self._fallback: MemoryStore | None = None
+        self._next_seen = 1
+
+    async def load(self) -> StoredState:
+        if self._fallback is not None:
+            return await self._fallback.load()
+        if self._db is None:
+            try:
+                self._db = await _OPEN(self.name)
+            except Exception as error:  # JsException: private mode, quota, blocked
+                log.warning("IndexedDB unavailable (%s): queued messages live in memory only", error)
+                self._fallback = MemoryStore()
+                return await self._fallback.load()
+        outbox, rooms, seen = await self._run(["outbox", "rooms", "seen"], "readonly", lambda tx: [
+            tx.objectStore("outbox").getAll(), tx.objectStore("rooms").getAll(), tx.objectStore("seen").getAll()])
+        records = [OutboxRecord.from_dict(json.loads(r["json"])) for r in to_py_value(outbox)]
+        records.sort(key=lambda record: (record.seq, record.id))
+        seen_rows = to_py_value(seen)
+        self._next_seen = max((row["n"] for row in seen_rows), default=0) + 1
+        return StoredState(records, {r["room"]: r.get("offset") for r in to_py_value(rooms)},
+                           [row["id"] for row in sorted(seen_rows, key=lambda row: row["n"])])
+
+    async def _run(self, names: list[str], mode: str, issue: Any) -> list[Any]:
+        """Issue every request of one transaction, then await its completion once."""
+        tx = self._db.transaction(to_js_value(names), mode)
+        requests = issue(tx)
+        await _DONE(tx)
+        return [request.result for request in requests]
+
+    async def add_outbox(self, record: OutboxRecord) -> None:
+        if self._fallback is not None:
+            return await self._fallback.add_outbox(record)
+        row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
+        await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
+
+    async def remove_outbox(self, record_id: str) -> None:
+        if self._fallback is not None:
+            return await self._fallback.remove_outbox(record_id)
+        await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").delete(record_id)])
+
+    async def save_room(self, room: str, offset: int | None) -> None:
+        if self._fallback is not None:
+            return await self._fallback.save_room(room, offset)
+        row = to_js_value({"room": room, "offset": offset})
+        await self._run(["rooms"], "readwrite", lambda tx: [tx.objectStore("rooms").put(row)])
+
+    async def remove_room(self, room: str) -> None:
+        if self._fallback is not None:
+            return await self._fallback.remove_room(room)
+        await self._run(["rooms"], "readwrite", lambda tx: [tx.objectStore("rooms").delete(room)])
+
+    async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
+        if self._fallback is not None:
+            return await self._fallback.mark_handled(room, offset, message_id)
+        n, self._next_seen = self._next_seen, self._next_seen + 1
+        room_row = to_js_value({"room": room, "offset": offset})
+        seen_row = to_js_value({"n": n, "id": message_id})
+        too_old = js.IDBKeyRange.upperBound(n - self.seen_limit)
+
+        def issue(tx: Any) -> list[Any]:
+            requests = [tx.objectStore("seen").put(seen_row), tx.objectStore("seen").delete(too_old)]
+            rooms = tx.objectStore("rooms")
+            cursor = rooms.get(room)  # only move the offset of a room still joined
+            cursor.onsuccess = _PUT_IF_PRESENT(rooms, room_row)
+            return [*requests, cursor]
+
+        await self._run(["rooms", "seen"], "readwrite", issue)
+
+    @asynccontextmanager
+    async def flush_lock(self) -> AsyncIterator[None]:
+        """One tab at a time flushes the shared outbox (Web Locks API)."""
+        release = await _LOCK(f"shotx-outbox:{self.name}")
+        try:
+            yield
+        finally:
+            release()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+_PUT_IF_PRESENT = js.Function.new("store", "row", """
+  return (event) => { if (event.target.result !== undefined) store.put(row); };""")
