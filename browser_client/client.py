@@ -347,7 +347,9 @@ class SxClient:
                 self.state = f"error: {error.code}"
                 log.warning("connection refused: %s", error.code)
                 return self._settle_first(error)
-            except (ConnectError, OSError, asyncio.TimeoutError) as error:
+            except Exception as error:  # network trouble, or a bug: never stop retrying silently
+                if not isinstance(error, (ConnectError, OSError, asyncio.TimeoutError)):
+                    log.exception("connection attempt failed")
                 await self._drop_connection()
                 if not self.reconnection:
                     self.state = "disconnected"

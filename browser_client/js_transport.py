@@ -40,7 +40,7 @@ class JsTransport:
         self.transports = list(transports)
         self._socket: Any = None
         self._listeners: list[Any] = []
-        self._acks: set[Any] = set()
+        self._acks: dict[int, Any] = {}  # JsProxy is unhashable: keyed by id()
 
     def _listen(self, socket: Any, event: str, fn: Callable[..., None]) -> None:
         proxy = create_proxy(fn)
@@ -85,12 +85,12 @@ class JsTransport:
         loop = asyncio.get_running_loop()
 
         def acked(reply: Any = None, *_: Any) -> None:
-            self._acks.discard(proxy)
+            self._acks.pop(id(proxy), None)
             loop.call_soon(proxy.destroy)  # not from inside its own call
             on_ack(to_py_value(reply))
 
         proxy = create_proxy(acked)
-        self._acks.add(proxy)
+        self._acks[id(proxy)] = proxy
         self._socket.emit(event, to_js_value(payload), proxy)
 
     async def disconnect(self) -> None:
@@ -98,7 +98,7 @@ class JsTransport:
         if socket is not None:
             socket.off()  # no listener may fire into a destroyed proxy
             socket.close()
-        for proxy in [*self._listeners, *self._acks]:
+        for proxy in [*self._listeners, *self._acks.values()]:
             proxy.destroy()
         self._listeners.clear()
         self._acks.clear()
