@@ -79,3 +79,118 @@ def test_offline_sends_survive_a_reload_and_run_once_in_order(page: Page, demo_s
     expect(page.locator("#queued")).to_have_text("0", timeout=10_000)
     assert texts_handled(demo_server, prefix) == [f"{prefix}{n}" for n in range(5)]
     assert outbox_size(page, "reload-test") == 0
+
+
+def numbers_shown(page: Page) -> list[int]:
+    return [int(n) for n in page.locator("#messages li").evaluate_all("items => items.map(i => i.dataset.n)")]
+
+
+def debug(page: Page) -> dict:
+    return json.loads(page.evaluate("shotx_debug()"))
+
+
+def test_room_messages_sent_while_the_tab_was_closed_arrive_once_in_order(context, demo_server, net_log):
+    room, url = f"closed-{uuid.uuid4().hex[:8]}", None
+    url = page_url(demo_server, room=room, db="closed-tab")
+    first = context.new_page()
+    first.goto(url)
+    expect(first.locator("#status")).to_have_text("connected", timeout=LOAD)
+    for n in range(1, 4):
+        publish(demo_server, room, n)
+    expect(first.locator("#received")).to_have_text("3", timeout=10_000)
+    first.close()
+    for n in range(4, 9):
+        publish(demo_server, room, n)
+    again = context.new_page()
+    again.goto(url)
+    expect(again.locator("#status")).to_have_text("connected", timeout=LOAD)
+    expect(again.locator("#received")).to_have_text("5", timeout=10_000)
+    publish(demo_server, room, 9)
+    expect(again.locator("#received")).to_have_text("6", timeout=10_000)
+    assert numbers_shown(again) == [4, 5, 6, 7, 8, 9]
+    expect(again.locator("#missing")).to_have_text("0")
+    expect(again.locator("#duplicates")).to_have_text("0")
+    assert debug(again)["rooms"][room] >= 9
+
+
+def test_reload_in_the_middle_of_a_large_flush_loses_and_duplicates_nothing(page: Page, demo_server, net_log):
+    prefix, count = f"big{uuid.uuid4().hex[:6]}-", 400
+    page.goto(page_url(demo_server, db="big-flush"))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.click("#offline")
+    expect(page.locator("#status")).to_have_text("offline")
+    page.evaluate("([n, prefix]) => shotx_send_many(n, prefix)", [count, prefix])
+    expect(page.locator("#queued")).to_have_text(str(count))
+    assert outbox_size(page, "big-flush") == count
+    page.click("#online")
+    deadline_hit = True
+    for _ in range(400):
+        if len(texts_handled(demo_server, prefix)) >= 20:
+            deadline_hit = False
+            break
+        page.wait_for_timeout(10)
+    assert not deadline_hit, "the flush never started"
+    page.reload()  # mid-flush: some sent and acked, some sent unacked, some unsent
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    expect(page.locator("#queued")).to_have_text("0", timeout=30_000)
+    done = texts_handled(demo_server, prefix)
+    assert done == [f"{prefix}{i}" for i in range(count)]
+    assert outbox_size(page, "big-flush") == 0
+
+
+def test_two_tabs_share_the_outbox_without_double_execution(context, demo_server, net_log):
+    prefix = f"tabs{uuid.uuid4().hex[:6]}-"
+    url = page_url(demo_server, db="two-tabs")
+    tabs = [context.new_page(), context.new_page()]
+    for tab in tabs:
+        tab.goto(url)
+        expect(tab.locator("#status")).to_have_text("connected", timeout=LOAD)
+        tab.click("#offline")
+        expect(tab.locator("#status")).to_have_text("offline")
+    for name, tab in zip("ab", tabs):
+        tab.evaluate("([n, prefix]) => shotx_send_many(n, prefix)", [30, f"{prefix}{name}"])
+    expect(tabs[1].locator("#queued")).to_have_text("30")
+    assert outbox_size(tabs[0], "two-tabs") == 60
+    for tab in tabs:
+        tab.reload()  # both tabs now load all 60 records from the shared database
+    for tab in tabs:
+        expect(tab.locator("#status")).to_have_text("offline", timeout=LOAD)
+    for tab in tabs:
+        tab.click("#online")
+    for tab in tabs:
+        expect(tab.locator("#status")).to_have_text("connected", timeout=LOAD)
+        expect(tab.locator("#queued")).to_have_text("0", timeout=30_000)
+    done = texts_handled(demo_server, prefix)
+    for name in "ab":
+        assert [t for t in done if t.startswith(f"{prefix}{name}")] == [f"{prefix}{name}{i}" for i in range(30)]
+    assert len(done) == 60 and outbox_size(tabs[0], "two-tabs") == 0
+
+
+def test_disconnect_leaves_no_proxy_behind(page: Page, demo_server, net_log):
+    page.goto(page_url(demo_server, room=f"p-{uuid.uuid4().hex[:6]}"))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.fill("#message", "one")
+    page.click("#send")
+    expect(page.locator("#replied")).to_have_text("1", timeout=10_000)
+    assert debug(page)["proxies"] > 0
+    page.click("#offline")
+    expect(page.locator("#status")).to_have_text("offline")
+    assert debug(page)["proxies"] == 0
+
+
+def test_without_indexeddb_the_client_falls_back_to_memory_and_says_so(page: Page, demo_server, net_log, console_log):
+    # As in a private window of some browsers: opening our database throws.
+    # (PyScript itself needs IndexedDB for its package cache, so only ours fails.)
+    page.add_init_script("""{
+      const open = IDBFactory.prototype.open;
+      IDBFactory.prototype.open = function (name, ...rest) {
+        if (String(name).startsWith("shotx")) throw new DOMException("The operation is insecure.", "SecurityError");
+        return open.call(this, name, ...rest);
+      };
+    }""")
+    page.goto(page_url(demo_server))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.fill("#message", "memory only")
+    page.click("#send")
+    expect(page.locator("#replied")).to_have_text("1", timeout=10_000)
+    assert any("IndexedDB unavailable" in line for line in console_log.lines), console_log.text()
