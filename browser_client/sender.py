@@ -1,0 +1,159 @@
+"""The outbox in motion: persist, emit in order, resolve on ack, resend.
+
+:class:`Sender` owns the outbox of one client. A record is written to the
+store before anything else happens; one pump per connection emits records in
+outbox order with at most ``flush_window`` awaiting their ack; on each
+connection the records still owed are re-read from the store under its flush
+lock (tabs sharing IndexedDB take turns) and emitted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from . import protocol
+from .core import Outbox, OutboxRecord
+from .errors import MessageError, PayloadTooLarge, SxError, SxTimeoutError
+from .store import ClientStore
+from .transport import Transport
+
+log = logging.getLogger("shotx.client")
+
+
+def reply_data(reply: Any) -> Any:
+    """The ``data`` of a success ack; raise :class:`MessageError` for a failure."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("meta"), dict):
+        raise SxError("INVALID_REPLY", f"Invalid reply from server: {reply!r}")
+    meta = reply["meta"]
+    if not meta.get("success"):
+        raise MessageError(meta.get("code", protocol.HANDLER_ERROR), meta.get("error") or "Unknown error", reply)
+    return reply.get("data")
+
+
+class Sender:
+    def __init__(self, store: ClientStore, transport: Transport, max_message_size: int, flush_window: int) -> None:
+        self.store, self.transport = store, transport
+        self.max_message_size, self.flush_window = max_message_size, flush_window
+        self.outbox = Outbox()
+        self._replies: dict[str, asyncio.Future[Any]] = {}
+        self._emitted: dict[str, asyncio.Event] = {}  # set once a record went out
+        self._session_ids: set[str] = set()  # records this client made (not loaded)
+        self._queue: deque[OutboxRecord] = deque()
+        self._live = False  # True once this connection's stored records are queued
+        self._wake = asyncio.Event()
+        self._window: asyncio.Semaphore | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def load(self, records: list[OutboxRecord]) -> None:
+        self.outbox = Outbox(records)
+        for record in self.outbox.pending():
+            self._emitted[record.id] = asyncio.Event()
+
+    async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> OutboxRecord:
+        """Persist a new record; it goes out now if the connection is live."""
+        size = protocol.encoded_size({"meta": {**meta, "id": protocol.uuid7()}, "data": data})
+        if size > self.max_message_size:
+            raise PayloadTooLarge(size, self.max_message_size)
+        record = self.outbox.add(event, meta, data)
+        self._emitted[record.id] = asyncio.Event()
+        try:
+            await self.store.add_outbox(record)
+        except BaseException:
+            self.outbox.acknowledge(record.id)
+            raise
+        self._session_ids.add(record.id)
+        if self._live:
+            self._queue.append(record)
+            self._wake.set()
+        return record
+
+    async def reply(self, record: OutboxRecord, timeout: float) -> Any:
+        """The handler's result; the timeout counts from when the record went out."""
+        future = self._replies.setdefault(record.id, asyncio.get_running_loop().create_future())
+        if not timeout:
+            return reply_data(await future)
+        await self._emitted[record.id].wait()
+        try:
+            return reply_data(await asyncio.wait_for(asyncio.shield(future), timeout))
+        except asyncio.TimeoutError:
+            raise SxTimeoutError(record.type, timeout) from None
+
+    def _acknowledged(self, record_id: str, reply: Any) -> None:
+        if self.outbox.acknowledge(record_id) is None:
+            return  # a late ack for a resent copy
+        emitted = self._emitted.pop(record_id, None)
+        if emitted is not None:
+            emitted.set()
+        if self._window is not None:
+            self._window.release()
+        self._spawn(self.store.remove_outbox(record_id))
+        future = self._replies.pop(record_id, None)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    def start(self, lost: asyncio.Event) -> None:
+        """A connection is up (rooms rejoined): resend what is owed, then go live."""
+        self._window = asyncio.Semaphore(self.flush_window)
+        self._queue = deque()
+        self._live = False
+        self._pump_task = asyncio.ensure_future(self._pump(self._window))
+        self._spawn(self._flush_stored(lost))
+
+    async def stop(self) -> None:
+        pump, self._pump_task = self._pump_task, None
+        if pump is not None:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        self._queue.clear()
+        self._live = False
+        self._window = None
+
+    async def _pump(self, window: asyncio.Semaphore) -> None:
+        while True:
+            while self._queue:
+                await window.acquire()
+                record = self._queue.popleft()
+                if record.id not in self.outbox:
+                    window.release()
+                    continue
+                await self.transport.emit(record.event, record.payload(),
+                                          lambda reply, rid=record.id: self._acknowledged(rid, reply))
+                emitted = self._emitted.get(record.id)
+                if emitted is not None:  # None: acked already, during the emit
+                    emitted.set()
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _flush_stored(self, lost: asyncio.Event) -> None:
+        """Resend everything owed, holding the store's flush lock until acked.
+
+        Sends made meanwhile wait in the outbox, so the pump emits them after
+        the older records: outbox order is send order.
+        """
+        async with self.store.flush_lock():
+            if lost.is_set():
+                return
+            self.outbox.sync((await self.store.load()).outbox, keep=self._session_ids)
+            owed = self.outbox.pending()
+            for record in owed:
+                self._emitted.setdefault(record.id, asyncio.Event())
+            self._queue.extend(owed)
+            self._live = True
+            self._wake.set()
+            loop = asyncio.get_running_loop()
+            acks = [asyncio.shield(self._replies.setdefault(r.id, loop.create_future())) for r in owed]
+            settled = asyncio.ensure_future(asyncio.gather(*acks))
+            dropped = asyncio.ensure_future(lost.wait())
+            await asyncio.wait({settled, dropped}, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (settled, dropped):
+                waiter.cancel()
+            await asyncio.gather(settled, dropped, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
