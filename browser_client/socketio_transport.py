@@ -33,6 +33,9 @@ class SocketioTransport:
                               wait_timeout=10, retry=False)
         except socketio.exceptions.ConnectionError as error:
             await sio.disconnect()
+            http = sio.eio.http  # a refused namespace leaves engineio's session open
+            if http is not None and not http.closed:
+                await http.close()
             reason = refusal[-1] if refusal else str(error)
             if reason in protocol.AUTH_CODES:
                 raise AuthError(reason) from None

@@ -92,6 +92,7 @@ async def test_server_killed_and_restarted_on_sqlite_loses_nothing(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        proc.stdout.close()
     proc, url = start_demo(store)
     try:
         member, got = SxClient(url), []
@@ -104,3 +105,4 @@ async def test_server_killed_and_restarted_on_sqlite_loses_nothing(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()
