@@ -246,7 +246,7 @@ class Backoff:
         if self.randomization:
             spread = base * self.randomization
             base = base - spread + 2 * spread * self.rand()
-        return max(0.0, min(base, self.maximum))
+        return float(max(0.0, min(base, self.maximum)))
 
     def reset(self) -> None:
         self.attempts = 0

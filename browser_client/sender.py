@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from functools import partial
 from typing import Any
 
 from . import protocol
@@ -120,8 +121,7 @@ class Sender:
                 if record.id not in self.outbox:
                     window.release()
                     continue
-                await self.transport.emit(record.event, record.payload(),
-                                          lambda reply, rid=record.id: self._acknowledged(rid, reply))
+                await self.transport.emit(record.event, record.payload(), partial(self._acknowledged, record.id))
                 emitted = self._emitted.get(record.id)
                 if emitted is not None:  # None: acked already, during the emit
                     emitted.set()

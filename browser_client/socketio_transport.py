@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import socketio
+import socketio  # type: ignore[import-untyped]
 
 from . import protocol
 from .errors import AuthError, ConnectError

@@ -61,7 +61,10 @@ def build_app(store: str, web_dir: Path | None, interval: float) -> web.Applicat
     if interval > 0:
         app.cleanup_ctx.append(_publisher(sx, interval))
     if web_dir is not None and web_dir.is_dir():
-        app.router.add_get("/", lambda request: web.FileResponse(web_dir / "index.html"))
+        async def index(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(web_dir / "index.html")
+
+        app.router.add_get("/", index)
         app.router.add_static("/", web_dir, show_index=False, follow_symlinks=True)
     app["sx"] = sx
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from .store import Store
 
@@ -31,7 +31,7 @@ class ReplyMemory:
             return await asyncio.shield(running)
         remembered = await self.store.recall(principal, message_id)
         if remembered is not None:
-            return remembered
+            return cast(Reply, remembered)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:

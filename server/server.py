@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import socketio
+import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from shotx.client import protocol
