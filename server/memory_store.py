@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections import deque
 from dataclasses import replace
 from typing import Any
@@ -63,11 +64,12 @@ class MemoryStore:
         return dropped
 
     async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
-        self._replies[(principal, message_id)] = (copy.deepcopy(reply), ts)
+        # As JSON text: one encode is cheaper than a deep copy each way, and a reply is JSON anyway.
+        self._replies[(principal, message_id)] = (json.dumps(reply), ts)
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
         found = self._replies.get((principal, message_id))
-        return None if found is None else copy.deepcopy(found[0])
+        return None if found is None else json.loads(found[0])
 
     async def forget_replies_before(self, ts: float) -> int:
         old = [key for key, (_, at) in self._replies.items() if at < ts]

@@ -283,6 +283,7 @@ class SxServer:
             log.warning("[%s] AUTH_FAIL", sid)
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_FAIL)
         socket.auth = result
+        socket.principal = self.principal(result, socket)
         self.sockets[sid] = socket
         # python-socketio queues CONNECT once this returns, with no await in between,
         # so a task started here emits auth_success right after it, as Shotx does.
@@ -303,7 +304,9 @@ class SxServer:
         message_id = meta.get("id")
         if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
             return await self._run(found, data, socket, meta)
-        principal = self.principal(socket.auth, socket)
+        principal = socket.principal
+        if principal is None:
+            principal = socket.principal = self.principal(socket.auth, socket)
         return await self.replies.once(principal, message_id, lambda: self._run(found, data, socket, meta))
 
     async def _run(self, found: tuple[Handler, bool], data: Any, socket: SxSocket, meta: dict[str, Any]) -> Reply:

@@ -18,6 +18,9 @@ class SxSocket:
     handshake: dict[str, Any]
     sio: Any = field(repr=False)
     auth: Any = None
+    # Whose message ids these are, for idempotent resends; set once at connect
+    # because the principal function (JSON of the auth data) costs a few µs a call.
+    principal: str | None = None
 
     @property
     def id(self) -> str:

@@ -70,7 +70,11 @@ class Store(Protocol):
         """Retention by age across rooms; returns how many entries went."""
 
     async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
-        """Keep the reply a handler produced for ``(principal, message_id)``."""
+        """Keep the reply a handler produced for ``(principal, message_id)``.
+
+        May return before the reply is durable (see ``sqlite_store.py`` for why
+        that loses no promise); ``recall`` must already find it.
+        """
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
         """The remembered reply, or ``None``."""

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Run the whole Shotx benchmark: ``python3 bench/run.py [--quick]``.
+
+Starts each server under test in its own process on 127.0.0.1, drives it
+with the load generator (Node's socket.io-client when Node is there, else the
+python-socketio fallback), runs the in-process room-send bench, prints a
+Markdown report and writes it to ``bench/results.md``.
+
+Why rounds: this 2-core machine is shared and noisy, so every round starts
+fresh servers and runs every server at every client count, in an order that
+rotates from one measurement to the next; the report gives medians over
+rounds and ratios taken within a round (our server against bare
+python-socketio measured seconds apart), never across runs.
+
+Every process this starts is stopped at the end, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+CLIENT_COUNTS = (1, 10, 100)
+# name -> servers.py arguments; "bare" is the baseline every ratio divides by.
+SERVERS = {
+    "shotx-sqlite": ["shotx", "--store", "sqlite"],
+    "shotx-memory": ["shotx", "--store", "memory"],
+    "bare": ["bare"],
+}
+
+
+def use_project_python() -> None:
+    """Re-run under the project's .venv (made by ``python3 build.py venv``) if we are not in it."""
+    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
+    try:
+        import shotx.server  # noqa: F401
+    except ImportError:
+        sys.exit("shotx is not importable: run `python3 build.py venv` first "
+                 "(or set PYTHONPATH to a folder holding shotx/server and shotx/client)")
+
+
+use_project_python()
+
+import report  # noqa: E402  (after the interpreter switch: it imports nothing from shotx, but keep one order)
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it if the runner dies, even by SIGKILL."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Children:
+    """Every process the benchmark starts, so all of them can be stopped at once."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, command: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                   cwd=BENCH, preexec_fn=die_with_parent, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[str], grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds."""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        if process in self.processes:
+            self.processes.remove(process)
+
+    def stop_all(self) -> None:
+        for process in list(self.processes):
+            self.stop(process)
+
+
+def read_line(process: subprocess.Popen[str], what: str) -> str:
+    """The child's next stdout line; a child that died says so instead of hanging."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{what} exited (code {process.wait()}) before answering")
+    return line.strip()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (clock ticks -> s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadgen_command() -> list[str]:
+    """Node's socket.io-client if Node is there (installing it from the lock once), else Python."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    installed = (BENCH / "node_modules" / "socket.io-client" / "package.json").exists()
+    if node and not installed and npm:
+        print("==> npm ci in bench/ (socket.io-client from bench/package-lock.json)", flush=True)
+        installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BENCH).returncode == 0
+    if node and installed:
+        return [node, str(BENCH / "loadgen.mjs")]
+    print("==> Node's socket.io-client is not available: using the Python load generator", flush=True)
+    return [sys.executable, str(BENCH / "loadgen.py")]
+
+
+def candidate_env(tree: Path, shim: Path) -> dict[str, str]:
+    """Environment importing ``shotx`` from another checkout (``tree``), e.g. a proposed patch.
+
+    ``shim/shotx/{server,client}`` link to the checkout's ``server/`` and
+    ``browser_client/``; PYTHONPATH comes before the editable install.
+    """
+    package = shim / "shotx"
+    package.mkdir(parents=True, exist_ok=True)
+    for name, folder in (("server", "server"), ("client", "browser_client")):
+        if not (tree / folder).is_dir():
+            raise RuntimeError(f"--candidate {tree} has no {folder}/")
+        (package / name).symlink_to((tree / folder).resolve())
+    return {**os.environ, "PYTHONPATH": str(shim)}
+
+
+def server_list(args: argparse.Namespace) -> list[tuple[str, list[str], dict[str, str] | None]]:
+    """(name, servers.py arguments, environment) of every server each round measures."""
+    servers: list[tuple[str, list[str], dict[str, str] | None]] = [
+        (name, arguments, None) for name, arguments in SERVERS.items()]
+    if args.candidate_env is not None:
+        servers.insert(1, ("candidate-sqlite", SERVERS["shotx-sqlite"], args.candidate_env))
+    return servers
+
+
+def start_server(children: Children, name: str, arguments: list[str], env: dict[str, str] | None,
+                 folder: Path) -> dict[str, Any]:
+    command = [sys.executable, str(BENCH / "servers.py"), *arguments, "--db", str(folder / f"{name}.sqlite3")]
+    process = children.start(command, env=env)
+    line = read_line(process, name)
+    if not line.startswith("READY "):
+        raise RuntimeError(f"{name} said {line!r}")
+    return {"name": name, "process": process, "url": f"http://127.0.0.1:{line.split()[1]}"}
+
+
+def run_load(children: Children, loadgen: list[str], server: dict[str, Any], clients: int,
+             warmup: float, duration: float) -> dict[str, Any]:
+    """One load run; samples the server's CPU when the measured window opens and closes."""
+    command = [*loadgen, "ack", "--url", server["url"], "--clients", str(clients),
+               "--warmup", str(warmup), "--duration", str(duration)]
+    process = children.start(command)
+    pid = server["process"].pid
+    try:
+        if read_line(process, "load generator") != "MEASURE_START":
+            raise RuntimeError("load generator did not start measuring")
+        cpu = cpu_seconds(pid)
+        if read_line(process, "load generator") != "MEASURE_END":
+            raise RuntimeError("load generator did not stop measuring")
+        cpu = cpu_seconds(pid) - cpu
+        result = json.loads(read_line(process, "load generator"))
+    finally:
+        children.stop(process)
+    result.update(server=server["name"], server_cpu_s=cpu,
+                  cpu_us_per_ack=cpu / result["acks"] * 1e6 if result["acks"] else None)
+    return result
+
+
+def ack_round(children: Children, loadgen: list[str], round_no: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Fresh servers (fresh SQLite files), every client count, server order rotating."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="shotx-bench-") as folder:
+        servers = [start_server(children, name, arguments, env, Path(folder))
+                   for name, arguments, env in server_list(args)]
+        try:
+            for step, clients in enumerate(CLIENT_COUNTS):
+                shift = (round_no + step) % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    result = run_load(children, loadgen, server, clients, args.warmup, args.duration)
+                    result["round"] = round_no
+                    results.append(result)
+                    print(f"    round {round_no + 1} {server['name']:>16} {clients:>3} clients: "
+                          f"{result['acks_per_s']:8.0f} acks/s, {result['cpu_us_per_ack'] or 0:6.1f} µs CPU/ack",
+                          flush=True)
+        finally:
+            for server in servers:
+                children.stop(server["process"])
+    return results
+
+
+def json_rows(children: Children, command: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A bench script's JSON lines; with ``--candidate``, its rows again, labelled, from the candidate."""
+    what = Path(command[1]).name
+    rows = [json.loads(line) for line in run_to_end(children, command, what).splitlines() if line.startswith("{")]
+    if args.candidate_env is not None:
+        out = run_to_end(children, command, f"{what} (candidate)", env=args.candidate_env)
+        for row in (json.loads(line) for line in out.splitlines() if line.startswith("{")):
+            if row.get("handler") != "bare":
+                label = "store" if "store" in row else "handler"
+                rows.append({**row, label: f"candidate {row[label]}"})
+    return rows
+
+
+def room_round(children: Children, loadgen: list[str], round_no: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The in-process room-send bench, in its own process, once."""
+    command = [sys.executable, str(BENCH / "room_send.py"), "--json", "--sends", str(args.sends),
+               "--loadgen", shlex.join(loadgen)]
+    rows = json_rows(children, command, args)
+    for row in rows:
+        row["round"] = round_no
+        print(f"    round {round_no + 1} {row['store']:>16} {row['scenario']:<40} {row['cpu_us']:7.1f} µs CPU/send",
+              flush=True)
+    return rows
+
+
+def layer_round(children: Children, round_no: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Our layer's in-process CPU per request (``layer_cost.py``), in its own process."""
+    command = [sys.executable, str(BENCH / "layer_cost.py"), "--json", "--requests", str(args.sends)]
+    rows = json_rows(children, command, args)
+    for row in rows:
+        row["round"] = round_no
+        print(f"    round {round_no + 1} layer {row['handler']:>16} {row['clients']:>3} clients "
+              f"{row['cpu_us']:7.1f} µs CPU/request", flush=True)
+    return rows
+
+
+def run_to_end(children: Children, command: list[str], what: str, timeout: float = 300,
+               env: dict[str, str] | None = None) -> str:
+    """Run a child to completion (bounded) and return its stdout."""
+    process = children.start(command, env=env)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    finally:
+        children.stop(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"{what} failed with code {process.returncode}")
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short round (under a minute)")
+    parser.add_argument("--rounds", type=int, help="rounds to take medians over (default 3; --quick 1)")
+    parser.add_argument("--output", type=Path, default=BENCH / "results.md")
+    parser.add_argument("--python-loadgen", action="store_true", help="use loadgen.py even where Node is there")
+    parser.add_argument("--candidate", type=Path, metavar="CHECKOUT",
+                        help="also measure the server of another checkout (e.g. with a proposed patch) side by side")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.warmup, args.duration, args.sends = (0.5, 1.5, 5000) if args.quick else (1.0, 3.0, 20_000)
+    return args
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into an exception so the ``finally`` that stops children runs."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main() -> None:
+    """Parse arguments, then run with a candidate checkout importable if one was given."""
+    args = parse_args()
+    stop_on_sigterm()
+    with tempfile.TemporaryDirectory(prefix="shotx-candidate-") as shim:
+        args.candidate_env = candidate_env(args.candidate, Path(shim)) if args.candidate else None
+        run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> None:
+    """Every round of every part, then the report."""
+    children = Children()
+    loadgen = [sys.executable, str(BENCH / "loadgen.py")] if args.python_loadgen else loadgen_command()
+    machine = report.machine_info(loadgen)
+    started = report.cpu_counters()
+    acks: list[dict[str, Any]] = []
+    rooms: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = []
+    began = time.monotonic()
+    try:
+        for round_no in range(args.rounds):
+            print(f"==> round {round_no + 1}/{args.rounds}: ack round trips", flush=True)
+            acks += ack_round(children, loadgen, round_no, args)
+            print(f"==> round {round_no + 1}/{args.rounds}: room sends", flush=True)
+            rooms += room_round(children, loadgen, round_no, args)
+            print(f"==> round {round_no + 1}/{args.rounds}: our layer in-process", flush=True)
+            layers += layer_round(children, round_no, args)
+    finally:
+        children.stop_all()
+    machine["steal"] = report.steal_share(started, report.cpu_counters())
+    machine["loadavg_end"] = report.load_average()
+    machine["elapsed_s"] = time.monotonic() - began
+    text = report.markdown(acks, rooms, layers, machine, args)
+    print(text)
+    args.output.write_text(text)
+    print(f"==> written to {args.output}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except RuntimeError as error:  # a child failed: say which, without a traceback
+        sys.exit(f"bench failed: {error}")
