@@ -13,6 +13,8 @@ Wire summary (Socket.IO, default path ``/shotx/``, handshake ``auth: {token}``):
   room messages add ``room`` and ``offset`` to ``meta`` (our extension, which a
   Shotx JavaScript peer ignores).
 * built-in types ``sx_join {room, since?}`` and ``sx_leave {room}``.
+* a message sent again (its ack was not seen) carries ``meta.resend: true``,
+  so the server looks up the reply it may have remembered.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class Sender:
         self._replies: dict[str, asyncio.Future[Any]] = {}
         self._emitted: dict[str, asyncio.Event] = {}  # set once a record went out
         self._session_ids: set[str] = set()  # records this client made (not loaded)
+        self._never_sent: set[str] = set()  # made here and not emitted yet: no resend flag
         self._queue: deque[OutboxRecord] = deque()
         self._live = False  # True once this connection's stored records are queued
         self._wake = asyncio.Event()
@@ -67,6 +68,7 @@ class Sender:
             self.outbox.acknowledge(record.id)
             raise
         self._session_ids.add(record.id)
+        self._never_sent.add(record.id)
         if self._live:
             self._queue.append(record)
             self._wake.set()
@@ -121,12 +123,20 @@ class Sender:
                 if record.id not in self.outbox:
                     window.release()
                     continue
-                await self.transport.emit(record.event, record.payload(), partial(self._acknowledged, record.id))
+                await self.transport.emit(record.event, self._payload(record), partial(self._acknowledged, record.id))
                 emitted = self._emitted.get(record.id)
                 if emitted is not None:  # None: acked already, during the emit
                     emitted.set()
             self._wake.clear()
             await self._wake.wait()
+
+    def _payload(self, record: OutboxRecord) -> dict[str, Any]:
+        """The envelope, with ``meta.resend`` on anything that may have gone out
+        before (so the server looks its reply up in its store)."""
+        if record.id in self._never_sent:
+            self._never_sent.discard(record.id)
+            return record.payload()
+        return {"meta": {**record.meta, "resend": True}, "data": record.data}
 
     async def _flush_stored(self, lost: asyncio.Event) -> None:
         """Resend everything owed, holding the store's flush lock until acked.

@@ -63,9 +63,8 @@ class MemoryStore:
             self._bounds[room] = replace(self._bounds[room], floor=floor)
         return dropped
 
-    async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
-        # As JSON text: one encode is cheaper than a deep copy each way, and a reply is JSON anyway.
-        self._replies[(principal, message_id)] = (json.dumps(reply), ts)
+    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+        self._replies[(principal, message_id)] = (reply_json, ts)
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
         found = self._replies.get((principal, message_id))

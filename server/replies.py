@@ -2,14 +2,23 @@
 
 A client resends every message whose ack it did not see. If the first copy
 is still running, the resend waits for the same result; if it finished, the
-remembered reply comes back from the store without running the handler.
-Replies are remembered for ``window`` seconds (the store drops older ones).
+remembered reply comes back without running the handler: from a bounded
+in-process cache of recent replies, else from the store (where replies stay
+for the server's ``reply_window``).
+
+The store is asked only for messages flagged ``meta.resend`` (our client
+sets it on anything that may have gone out before: after a reconnect, a
+reload, or from another tab). A first send cannot be in the store, and the
+SELECT it would cost is a tenth of our layer's time per message; copies that
+race each other (two tabs flushing one outbox) meet in the running map or
+the cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -19,29 +28,48 @@ Reply = dict[str, Any]
 
 
 class ReplyMemory:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache_size: int = 50_000) -> None:
         self.store = store
-        self._running: dict[tuple[str, str], asyncio.Future[Reply]] = {}
+        self.cache_size = cache_size
+        # key -> futures of copies waiting for the running one (usually none,
+        # so the common path creates no future at all)
+        self._running: dict[tuple[str, str], list[asyncio.Future[Reply]]] = {}
+        self._recent: OrderedDict[tuple[str, str], Reply] = OrderedDict()
 
-    async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[Reply]]) -> Reply:
-        """The reply for this message, running ``run`` only if nobody did yet."""
+    async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[tuple[Reply, str]]],
+                   resent: bool = True) -> Reply:
+        """The reply for this message, running ``run`` only if nobody did yet.
+
+        ``run`` returns the reply and its JSON text (encoded once, for the store).
+        """
         key = (principal, message_id)
-        running = self._running.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        remembered = await self.store.recall(principal, message_id)
-        if remembered is not None:
-            return cast(Reply, remembered)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._running[key] = future
+        waiting = self._running.get(key)
+        if waiting is not None:
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            waiting.append(future)
+            return await future
+        recent = self._recent.get(key)
+        if recent is not None:
+            return recent
+        if resent:
+            remembered = await self.store.recall(principal, message_id)
+            if remembered is not None:
+                return cast(Reply, remembered)
+        self._running[key] = waiting = []
         try:
-            reply = await run()
-            await self.store.remember(principal, message_id, reply, time.time())
-            future.set_result(reply)
-            return reply
+            reply, text = await run()
         except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: a resend may never come to read it
+            for future in waiting:
+                future.set_exception(error)
+                future.exception()  # retrieved: its caller may be gone
             raise
         finally:
             del self._running[key]
+        self._recent[key] = reply
+        if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)
+        await self.store.remember(principal, message_id, text, time.time())
+        for future in waiting:
+            if not future.done():
+                future.set_result(reply)
+        return reply

@@ -303,23 +303,28 @@ class SxServer:
             return protocol.unknown_type(type_)
         message_id = meta.get("id")
         if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
-            return await self._run(found, data, socket, meta)
+            return (await self._run(found, data, socket, meta))[0]
         principal = socket.principal
         if principal is None:
             principal = socket.principal = self.principal(socket.auth, socket)
-        return await self.replies.once(principal, message_id, lambda: self._run(found, data, socket, meta))
+        return await self.replies.once(principal, message_id, lambda: self._run(found, data, socket, meta),
+                                       resent=bool(meta.get("resend")))
 
-    async def _run(self, found: tuple[Handler, bool], data: Any, socket: SxSocket, meta: dict[str, Any]) -> Reply:
+    async def _run(self, found: tuple[Handler, bool], data: Any, socket: SxSocket,
+                   meta: dict[str, Any]) -> tuple[Reply, str]:
+        """Run a handler; the reply and its JSON (encoding it is also the check
+        that python-socketio will be able to send it)."""
         handler, takes_meta = found
         args = (data, socket, meta) if takes_meta else (data, socket)
         try:
             call: Awaitable[Any] = _call(handler, *args)
             result = await (asyncio.wait_for(call, self.handler_timeout) if self.handler_timeout else call)
-            protocol.encoded_size(result)
+            reply = protocol.success(result)
+            return reply, json.dumps(reply)
         except asyncio.TimeoutError:
             log.error("[%s] %s: handler timed out", socket.sid, meta["type"])
-            return protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {self.handler_timeout}s")
+            reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {self.handler_timeout}s")
         except Exception as error:
             log.exception("[%s] %s: handler raised", socket.sid, meta["type"])
-            return protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
-        return protocol.success(result)
+            reply = protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
+        return reply, json.dumps(reply)

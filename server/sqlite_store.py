@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS replies (
 # Replies ride in a commit at most this late (seconds): nobody waits for them.
 REPLY_COMMIT_DELAY = 0.005
 
+_REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
 _SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered) VALUES (?, ?, ?, ?) "
               "ON CONFLICT(room) DO UPDATE SET head = excluded.head, floor = excluded.floor, "
               "delivered = excluded.delivered")
@@ -65,6 +66,7 @@ class SqliteStore:
         self._commit_scheduled = False
         self._commit_lazy = False
         self._commit_handle: asyncio.Handle | None = None
+        self._reply_rows: list[tuple[str, str, str, float]] = []  # inserted by _commit, in one call
 
     async def open(self) -> None:
         if self._db is not None:
@@ -93,7 +95,12 @@ class SqliteStore:
         return self._db
 
     def _write(self, sql: str, params: tuple[Any, ...], wait: float = 0.0) -> None:
-        """Run a write inside the current group transaction, opening one if needed.
+        """Run a write inside the current group transaction, opening one if needed."""
+        self._begin(wait)
+        self.db.execute(sql, params)
+
+    def _begin(self, wait: float) -> None:
+        """Open the group transaction if needed and schedule its commit.
 
         ``wait`` > 0 lets the commit wait that long for more writes (nobody
         awaits it); a later write with ``wait=0`` brings it forward to the
@@ -110,14 +117,16 @@ class SqliteStore:
                 self._commit_handle.cancel()
             self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
             self._commit_lazy = False
-        self.db.execute(sql, params)
 
     def _commit(self) -> None:
         if not self._commit_scheduled:
             return
         self._commit_scheduled = False
         waiters, self._waiters = self._waiters, []
+        rows, self._reply_rows = self._reply_rows, []
         try:
+            if rows:
+                self.db.executemany(_REMEMBER, rows)
             self.db.execute("COMMIT")
         except sqlite3.Error as error:
             self.db.execute("ROLLBACK")
@@ -187,16 +196,23 @@ class SqliteStore:
             await self._durable()
         return sum(count for _, _, count in old)
 
-    async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
-        self._write("INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)",
-                    (principal, message_id, json.dumps(reply), ts), wait=REPLY_COMMIT_DELAY)
+    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+        self._reply_rows.append((principal, message_id, reply_json, ts))
+        self._begin(REPLY_COMMIT_DELAY)
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
+        for row_principal, row_id, text, _ in reversed(self._reply_rows):  # not inserted yet
+            if row_id == message_id and row_principal == principal:
+                return json.loads(text)
         row = self.db.execute("SELECT reply FROM replies WHERE principal = ? AND id = ?",
                               (principal, message_id)).fetchone()
         return None if row is None else json.loads(row[0])
 
     async def forget_replies_before(self, ts: float) -> int:
+        if self._reply_rows:  # insert what is pending first, so that the DELETE sees it
+            rows, self._reply_rows = self._reply_rows, []
+            self._begin(0)
+            self.db.executemany(_REMEMBER, rows)
         count = self.db.execute("SELECT COUNT(*) FROM replies WHERE ts < ?", (ts,)).fetchone()[0]
         if count:
             self._write("DELETE FROM replies WHERE ts < ?", (ts,))

@@ -69,15 +69,15 @@ class Store(Protocol):
     async def drop_older_than(self, ts: float) -> int:
         """Retention by age across rooms; returns how many entries went."""
 
-    async def remember(self, principal: str, message_id: str, reply: Any, ts: float) -> None:
-        """Keep the reply a handler produced for ``(principal, message_id)``.
+    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+        """Keep the reply (as JSON text) a handler produced for ``(principal, message_id)``.
 
         May return before the reply is durable (see ``sqlite_store.py`` for why
         that loses no promise); ``recall`` must already find it.
         """
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
-        """The remembered reply, or ``None``."""
+        """The remembered reply, decoded, or ``None``."""
 
     async def forget_replies_before(self, ts: float) -> int:
         """Drop replies older than ``ts``; returns how many went."""

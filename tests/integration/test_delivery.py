@@ -106,3 +106,35 @@ async def test_server_killed_and_restarted_on_sqlite_loses_nothing(tmp_path):
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+async def test_resend_after_a_server_restart_finds_the_reply_in_sqlite(start_server, raw_client, tmp_path):
+    counts = {}
+    store = tmp_path / "replies.sqlite3"
+    first = await start_server(lambda sx: counting(counts, sx), store=store)
+    message = {"meta": {"type": "pay", "id": "0190b6c0-0000-7000-8000-0000000000aa"}, "data": {"n": 7}}
+    sio = await raw_client(first.url)
+    assert (await sio.call("message", message, timeout=5))["data"] == {"paid": 7, "runs": 1}
+    await sio.disconnect()
+    await first.stop()  # closes the store: pending replies are committed
+    second = await start_server(lambda sx: counting(counts, sx), store=store, port=first.port)
+    sio = await raw_client(second.url)
+    resent = {"meta": {**message["meta"], "resend": True}, "data": message["data"]}
+    assert (await sio.call("message", resent, timeout=5))["data"] == {"paid": 7, "runs": 1}
+    assert counts == {7: 1}
+
+
+async def test_client_flags_only_what_may_have_gone_out_before(start_server, make_client, raw_client):
+    seen = []
+
+    def setup(sx):
+        sx.on_message("probe", lambda data, socket, meta: seen.append((data, bool(meta.get("resend")))))
+
+    server = await start_server(setup)
+    client = make_client(server.url)
+    offline = asyncio.ensure_future(client.send("probe", "queued offline"))
+    await asyncio.sleep(0.05)
+    await client.connect("t")
+    await asyncio.wait_for(offline, 5)
+    await client.send("probe", "live")
+    assert seen == [("queued offline", False), ("live", False)]

@@ -1,5 +1,7 @@
 """Every server store keeps the same promises; SQLite also across reopen."""
 
+import json
+
 import pytest
 
 from shotx.server import MemoryStore, SqliteStore
@@ -54,7 +56,7 @@ async def test_retention_by_age_moves_the_floor(store):
 
 async def test_replies_are_remembered_per_principal_and_forgotten_by_age(store):
     reply = {"meta": {"success": True}, "data": {"x": [1, 2]}}
-    await store.remember("alice", "m1", reply, 10.0)
+    await store.remember("alice", "m1", json.dumps(reply), 10.0)
     assert await store.recall("alice", "m1") == reply
     assert await store.recall("bob", "m1") is None
     assert await store.forget_replies_before(11.0) == 1
@@ -74,7 +76,7 @@ async def test_sqlite_survives_reopen(tmp_path):
     await first.open()
     for n in range(1, 4):
         await first.append("r", "t", {"n": n}, str(n), 1.0, n == 1, 10)
-    await first.remember("p", "id", {"meta": {"success": True}, "data": 1}, 5.0)
+    await first.remember("p", "id", json.dumps({"meta": {"success": True}, "data": 1}), 5.0)
     await first.close()
     second = SqliteStore(path)
     await second.open()

@@ -1,6 +1,7 @@
 """Server policy with no sockets: join plans, refusals, once-only replies."""
 
 import asyncio
+import json
 
 from shotx.server import MemoryStore, RoomBounds
 from shotx.server.replies import ReplyMemory
@@ -42,7 +43,8 @@ def test_reply_memory_runs_once_and_shares_a_running_copy():
         async def handler():
             runs.append(1)
             await asyncio.sleep(0.01)
-            return {"meta": {"success": True}, "data": len(runs)}
+            reply = {"meta": {"success": True}, "data": len(runs)}
+            return reply, json.dumps(reply)
 
         first, second = await asyncio.gather(memory.once("p", "id", handler), memory.once("p", "id", handler))
         third = await memory.once("p", "id", handler)
@@ -62,7 +64,7 @@ def test_reply_memory_forgets_a_run_that_raised():
             calls.append(1)
             if len(calls) == 1:
                 raise RuntimeError("crashed before replying")
-            return {"meta": {"success": True}, "data": "ok"}
+            return {"meta": {"success": True}, "data": "ok"}, '{"meta": {"success": true}, "data": "ok"}'
 
         try:
             await memory.once("p", "id", flaky)
