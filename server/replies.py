@@ -17,6 +17,7 @@ the cache.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,9 @@ class ReplyMemory:
         # key -> futures of copies waiting for the running one (usually none,
         # so the common path creates no future at all)
         self._running: dict[tuple[str, str], list[asyncio.Future[Reply]]] = {}
-        self._recent: OrderedDict[tuple[str, str], Reply] = OrderedDict()
+        # JSON text, not dicts: tens of thousands of small dicts would make
+        # every full garbage collection walk them.
+        self._recent: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[tuple[Reply, str]]],
                    resent: bool = True) -> Reply:
@@ -50,7 +53,7 @@ class ReplyMemory:
             return await future
         recent = self._recent.get(key)
         if recent is not None:
-            return recent
+            return cast(Reply, json.loads(recent))
         if resent:
             remembered = await self.store.recall(principal, message_id)
             if remembered is not None:
@@ -65,7 +68,7 @@ class ReplyMemory:
             raise
         finally:
             del self._running[key]
-        self._recent[key] = reply
+        self._recent[key] = text
         if len(self._recent) > self.cache_size:
             self._recent.popitem(last=False)
         await self.store.remember(principal, message_id, text, time.time())
