@@ -62,13 +62,16 @@ class Sender:
             raise PayloadTooLarge(size, self.max_message_size)
         record = self.outbox.add(event, meta, data)
         self._emitted[record.id] = asyncio.Event()
+        # Ours from now on: a flush syncing with the store while this write is
+        # on its way must keep the record, not drop it as flushed elsewhere.
+        self._session_ids.add(record.id)
+        self._never_sent.add(record.id)
         try:
             await self.store.add_outbox(record)
         except BaseException:
             self.outbox.acknowledge(record.id)
+            self._session_ids.discard(record.id)
             raise
-        self._session_ids.add(record.id)
-        self._never_sent.add(record.id)
         if self._live:
             self._queue.append(record)
             self._wake.set()
@@ -116,13 +119,15 @@ class Sender:
         self._window = None
 
     async def _pump(self, window: asyncio.Semaphore) -> None:
+        sent: set[str] = set()  # on this connection: a record queued twice goes out once
         while True:
             while self._queue:
                 await window.acquire()
                 record = self._queue.popleft()
-                if record.id not in self.outbox:
+                if record.id not in self.outbox or record.id in sent:
                     window.release()
                     continue
+                sent.add(record.id)
                 await self.transport.emit(record.event, self._payload(record), partial(self._acknowledged, record.id))
                 emitted = self._emitted.get(record.id)
                 if emitted is not None:  # None: acked already, during the emit
