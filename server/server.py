@@ -12,7 +12,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -317,8 +317,9 @@ class SxServer:
         handler, takes_meta = found
         args = (data, socket, meta) if takes_meta else (data, socket)
         try:
-            call: Awaitable[Any] = _call(handler, *args)
-            result = await (asyncio.wait_for(call, self.handler_timeout) if self.handler_timeout else call)
+            result = handler(*args)
+            if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
+                result = await (asyncio.wait_for(result, self.handler_timeout) if self.handler_timeout else result)
             reply = protocol.success(result)
             return reply, json.dumps(reply)
         except asyncio.TimeoutError:
