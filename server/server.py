@@ -283,7 +283,11 @@ class SxServer:
             log.warning("[%s] AUTH_FAIL", sid)
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_FAIL)
         socket.auth = result
-        socket.principal = self.principal(result, socket)
+        try:
+            socket.principal = self.principal(result, socket)
+        except Exception:  # a principal function that fails is an auth failure of ours
+            log.exception("[%s] AUTH_ERROR: principal", sid)
+            raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
         self.sockets[sid] = socket
         # python-socketio queues CONNECT once this returns, with no await in between,
         # so a task started here emits auth_success right after it, as Shotx does.
@@ -304,9 +308,7 @@ class SxServer:
         message_id = meta.get("id")
         if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
             return (await self._run(found, data, socket, meta))[0]
-        principal = socket.principal
-        if principal is None:
-            principal = socket.principal = self.principal(socket.auth, socket)
+        principal = socket.principal or ""
         return await self.replies.once(principal, message_id, lambda: self._run(found, data, socket, meta),
                                        resent=bool(meta.get("resend")))
 
