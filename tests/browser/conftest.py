@@ -109,6 +109,12 @@ def browser_type_launch_args(
     return args
 
 
+@pytest.fixture(scope="session")
+def bundle_dir() -> Path:
+    """web/dist, built (or a skip/fail saying how to build it)."""
+    return require_bundle()
+
+
 # -------------------------------------------------------------- demo servers
 
 

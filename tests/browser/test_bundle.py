@@ -3,11 +3,9 @@ the browser imports our modules without compiling them."""
 
 import zipfile
 
-from conftest import require_bundle
 
-
-def test_bundle_wheel_has_314_bytecode_for_every_module():
-    wheel = next((require_bundle() / "pyodide").glob("shotx-*.whl"))
+def test_bundle_wheel_has_314_bytecode_for_every_module(bundle_dir):
+    wheel = next((bundle_dir / "pyodide").glob("shotx-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         record = archive.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
