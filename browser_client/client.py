@@ -241,8 +241,7 @@ class SxClient:
         :class:`SxTimeoutError` when the ack takes longer than ``timeout``
         seconds after the message went out (0 waits forever).
         """
-        if not isinstance(type_, str) or not type_:
-            raise TypeError("Message type must be a non-empty string")
+        protocol.check_type(type_)
         return await self.emit(protocol.MESSAGE_EVENT, data, {"type": type_}, timeout=timeout)
 
     async def emit(self, event: str, data: Any = None, meta: dict[str, Any] | None = None,
@@ -259,8 +258,7 @@ class SxClient:
         costs one store write each and no round trip; the future resolves (or
         fails with :class:`MessageError`) when the ack arrives.
         """
-        if not isinstance(type_, str) or not type_:
-            raise TypeError("Message type must be a non-empty string")
+        protocol.check_type(type_)
         await self.restore()
         record = await self.sender.enqueue(protocol.MESSAGE_EVENT, {"type": type_}, data)
         return asyncio.ensure_future(self.sender.reply(record, 0))

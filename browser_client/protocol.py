@@ -125,6 +125,13 @@ def encoded_size(payload: Any) -> int:
     return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+def check_type(type_: Any) -> str:
+    """Return ``type_`` or raise ``TypeError``: a message type is a non-empty str."""
+    if not isinstance(type_, str) or not type_:
+        raise TypeError("Message type must be a non-empty string")
+    return type_
+
+
 def check_room(room: Any) -> str:
     """Return ``room`` or raise ``ValueError`` with a text fit for an ack."""
     if not isinstance(room, str) or not room:

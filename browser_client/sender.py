@@ -51,9 +51,7 @@ class Sender:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def load(self, records: list[OutboxRecord]) -> None:
-        self.outbox = Outbox(records)
-        for record in self.outbox.pending():
-            self._emitted[record.id] = asyncio.Event()
+        self.outbox = Outbox(records)  # their emitted-events come with the flush
 
     async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> OutboxRecord:
         """Persist a new record; it goes out now if the connection is live."""

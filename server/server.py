@@ -213,8 +213,7 @@ class SxServer:
 
     async def send_to_room(self, room: str, type_: str, data: Any) -> dict[str, Any]:
         protocol.check_room(room)
-        if not isinstance(type_, str) or not type_:
-            raise TypeError("Message type must be a non-empty string")
+        protocol.check_type(type_)
         protocol.encoded_size(data)  # refuse what JSON cannot carry before it is logged
         await self.open()
         async with self._lock(room):
@@ -299,8 +298,10 @@ class SxServer:
     async def _on_message(self, sid: str, message: Any = None) -> Reply:
         socket = self.sockets.get(sid)
         checked = protocol.check_request(message)
-        if isinstance(checked, dict) or socket is None:
-            return checked if isinstance(checked, dict) else protocol.failure(protocol.HANDLER_ERROR, "Not authenticated")
+        if isinstance(checked, dict):
+            return checked
+        if socket is None:
+            return protocol.failure(protocol.HANDLER_ERROR, "Not authenticated")
         type_, data, meta = checked
         found = self.message_handlers.get(type_)
         if found is None:
