@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import deque
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 from .store import LogEntry, RoomBounds
@@ -14,8 +14,8 @@ from .store import LogEntry, RoomBounds
 class MemoryStore:
     """Keeps everything in dicts; nothing survives the process.
 
-    Data is deep-copied on the way in so a caller mutating its dict after a
-    send cannot rewrite history.
+    Room data is kept as the JSON text it arrives as, so a caller mutating
+    its dict after a send cannot rewrite history.
     """
 
     def __init__(self) -> None:
@@ -29,10 +29,10 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
-    async def append(self, room: str, type_: str, data: Any, message_id: str, ts: float,
+    async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
         bounds = self._bounds.get(room, RoomBounds())
-        entry = LogEntry(room, bounds.head + 1, message_id, type_, copy.deepcopy(data), ts)
+        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
         log = self._logs.setdefault(room, deque())
         log.append(entry)
         floor = bounds.floor
@@ -42,8 +42,11 @@ class MemoryStore:
         return entry
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
-        found = [e for e in self._logs.get(room, ()) if e.offset > after]
-        return [replace(e, data=copy.deepcopy(e.data)) for e in found[:limit]]
+        log = self._logs.get(room)
+        if not log:
+            return []
+        start = max(0, after - log[0].offset + 1)  # offsets in a log are consecutive
+        return list(islice(log, start, start + limit))
 
     async def bounds(self, room: str) -> RoomBounds:
         return self._bounds.get(room, RoomBounds())

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engineio import packet as engineio_packet  # type: ignore[import-untyped]
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
@@ -26,7 +27,7 @@ from .replies import Reply, ReplyMemory
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
-from .store import Store
+from .store import LogEntry, Store
 
 log = logging.getLogger("shotx.server")
 
@@ -34,6 +35,9 @@ Handler = Callable[..., Any]
 AuthHandler = Callable[[str, SxSocket], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
+# A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
+# it: the packet type, then the JSON array [event, payload].
+_EVENT_FRAME_START = f'{socketio.packet.EVENT}["{protocol.MESSAGE_EVENT}",'
 
 
 def open_store(store: Store | str | Path) -> Store:
@@ -117,6 +121,7 @@ class SxServer:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
+        self._direct_frames = self._writes_frames()
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
@@ -214,17 +219,49 @@ class SxServer:
     async def send_to_room(self, room: str, type_: str, data: Any) -> dict[str, Any]:
         protocol.check_room(room)
         protocol.check_type(type_)
-        protocol.encoded_size(data)  # refuse what JSON cannot carry before it is logged
+        data_json = protocol.encode_json(data)  # refuse what JSON cannot carry before it is logged
         await self.open()
         async with self._lock(room):
             members = self.has_members(room)
-            entry = await self.store.append(room, type_, data, protocol.uuid7(), time.time(),
+            entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(),
                                             members, self.retention_max_messages)
             if members:
-                await self.sio.emit(protocol.MESSAGE_EVENT, protocol.room_message(
-                    entry.type, entry.data, entry.id, room, entry.offset), room=room)
+                await self._deliver(entry, room=room)
         log.debug("room %s: %s at offset %d (%s)", room, type_, entry.offset, "live" if members else "stored")
         return {"id": entry.id, "offset": entry.offset}
+
+    def _writes_frames(self) -> bool:
+        """True when room messages may skip python-socketio's emit (see :meth:`_deliver`).
+
+        Only with its own JSON packets and its single-process manager: a
+        custom serializer needs its own encoding, and a pub/sub manager
+        (Redis, Kafka...) must see every broadcast to pass it to other servers.
+        """
+        return (self.sio.packet_class is socketio.packet.Packet
+                and type(self.sio.manager) is socketio.AsyncManager)
+
+    async def _deliver(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
+        """Send a logged room message to the room's members or to one socket.
+
+        Where it may, this writes the Engine.IO frame itself: the text is
+        built around the log's JSON with no re-encoding, and no task is made
+        per member. ``sio.emit`` would encode the whole message again, walk
+        it looking for binary data and start and await a task per recipient,
+        which cost more than the whole durable append.
+        """
+        if not self._direct_frames:
+            message = protocol.room_message(entry.type, entry.data, entry.id, entry.room, entry.offset)
+            await self.sio.emit(protocol.MESSAGE_EVENT, message, room=room, to=sid)
+            return
+        frame = engineio_packet.Packet(engineio_packet.MESSAGE, _EVENT_FRAME_START + protocol.room_message_json(
+            entry.type, entry.data_json, entry.id, entry.room, entry.offset) + "]")
+        if sid is not None:
+            eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/")]
+        else:
+            eio_sids = [eio_sid for _, eio_sid in self.sio.manager.get_participants("/", room)]
+        for eio_sid in eio_sids:
+            if eio_sid is not None:
+                await self.sio.eio.send_packet(eio_sid, frame)
 
     async def _join(self, data: Any, socket: SxSocket) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -245,8 +282,7 @@ class SxServer:
         while True:
             entries = await self.store.read(room, after, REPLAY_PAGE)
             for entry in entries:
-                await self.sio.emit(protocol.MESSAGE_EVENT, protocol.room_message(
-                    entry.type, entry.data, entry.id, room, entry.offset), to=sid)
+                await self._deliver(entry, sid=sid)
             count += len(entries)
             if len(entries) < REPLAY_PAGE:
                 return count

@@ -19,6 +19,12 @@ resends) or it has not (it resends and the handler runs again), just as
 after a crash between a handler's end and its commit when the ack waits.
 Until the commit a resend still finds the reply: this connection reads its
 own open transaction.
+
+An append is one INSERT: a room's head and retention floor follow from its
+log (the highest offset and the lowest one less one), and its delivered mark
+from the highest entry flagged ``live``. The ``rooms`` row is written only
+for what the log cannot tell: a mark moved by a backlog delivery, and the
+head and floor of a log that retention by age may empty.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from typing import Any
 
 from .store import LogEntry, RoomBounds
 
+SCHEMA_VERSION = 2  # 2: room_log.live, and rooms no longer written per append
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS room_log (
     room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
-    data TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (room, offset)) WITHOUT ROWID;
+    data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
     delivered INTEGER NOT NULL) WITHOUT ROWID;
@@ -45,6 +53,8 @@ CREATE TABLE IF NOT EXISTS replies (
 
 # Replies ride in a commit at most this late (seconds): nobody waits for them.
 REPLY_COMMIT_DELAY = 0.005
+# How long open() waits for another process's lock on the file (seconds).
+LOCK_TIMEOUT = 2.0
 
 _REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
 _SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered) VALUES (?, ?, ?, ?) "
@@ -73,10 +83,36 @@ class SqliteStore:
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=LOCK_TIMEOUT)
+        try:
+            # Exclusive before the first access: SQLite then keeps the WAL index
+            # in memory and takes no file lock per transaction (a quarter of a
+            # room send's SQLite time), and a second server on the same file
+            # fails here instead of both handing out the same offsets.
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()  # writes, so it takes the lock now
+        except sqlite3.OperationalError as error:
+            self._db.close()
+            self._db = None
+            if "locked" in str(error):
+                raise RuntimeError(f"{self.path} is in use by another SqliteStore (another server?): "
+                                   "one server process owns a SQLite store file") from error
+            raise
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring a version-1 file (no ``live`` column) up to date."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema version {version}; this Shotx knows up to "
+                               f"{SCHEMA_VERSION}: upgrade Shotx or use another file")
+        self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(room_log)")}
+        if "live" not in columns:  # version 1 kept every mark in ``rooms``, which still holds
+            self.db.execute("ALTER TABLE room_log ADD COLUMN live INTEGER NOT NULL DEFAULT 0")
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     async def close(self) -> None:
         if self._db is None:
@@ -147,26 +183,37 @@ class SqliteStore:
     def _room(self, room: str) -> RoomBounds:
         bounds = self._rooms.get(room)
         if bounds is None:
-            row = self.db.execute("SELECT head, floor, delivered FROM rooms WHERE room = ?", (room,)).fetchone()
-            bounds = RoomBounds(*row) if row else RoomBounds()
-            self._rooms[room] = bounds
+            bounds = self._rooms[room] = self._load_room(room)
         return bounds
+
+    def _load_room(self, room: str) -> RoomBounds:
+        """Bounds from the ``rooms`` row and the log (see the module docstring)."""
+        row = self.db.execute("SELECT head, floor, delivered FROM rooms WHERE room = ?", (room,)).fetchone()
+        saved = RoomBounds(*row) if row else RoomBounds()
+        lowest, highest = self.db.execute(
+            "SELECT MIN(offset), MAX(offset) FROM room_log WHERE room = ?", (room,)).fetchone()
+        if highest is None:  # an empty log: nothing was sent, or retention took it all
+            return RoomBounds(saved.head, saved.head, min(saved.delivered, saved.head))
+        live = self.db.execute("SELECT MAX(offset) FROM room_log WHERE room = ? AND live",
+                               (room,)).fetchone()[0] or 0
+        head = max(saved.head, highest)
+        return RoomBounds(head, max(saved.floor, lowest - 1), min(max(saved.delivered, live), head))
 
     def _save_room(self, room: str, bounds: RoomBounds) -> None:
         self._rooms[room] = bounds
         self._write(_SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered))
 
-    async def append(self, room: str, type_: str, data: Any, message_id: str, ts: float,
+    async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
         bounds = self._room(room)
-        entry = LogEntry(room, bounds.head + 1, message_id, type_, data, ts)
-        self._write("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
-                    (room, entry.offset, message_id, type_, json.dumps(data), ts))
+        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
+        self._write("INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (room, entry.offset, message_id, type_, data_json, ts, delivered))
         floor = bounds.floor
-        if entry.offset - floor > max_messages:
+        if entry.offset - floor > max_messages:  # the log keeps entries, so it still tells the floor
             floor = entry.offset - max_messages
             self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, floor))
-        self._save_room(room, RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered))
+        self._rooms[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
         await self._durable()
         return entry
 
@@ -174,7 +221,7 @@ class SqliteStore:
         rows = self.db.execute(
             "SELECT offset, id, type, data, ts FROM room_log WHERE room = ? AND offset > ? "
             "ORDER BY offset LIMIT ?", (room, after, limit)).fetchall()
-        return [LogEntry(room, offset, mid, type_, json.loads(data), ts) for offset, mid, type_, data, ts in rows]
+        return [LogEntry(room, offset, mid, type_, data, ts) for offset, mid, type_, data, ts in rows]
 
     async def bounds(self, room: str) -> RoomBounds:
         return self._room(room)

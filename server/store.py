@@ -8,20 +8,29 @@ to keep the promises written on :class:`Store`; the contract test in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One room message as stored; ``offset`` counts from 1 per room."""
+    """One room message as stored; ``offset`` counts from 1 per room.
+
+    The data stays JSON text: the server encodes it once, and the same text
+    goes to the log, to live members and to replays, never decoded on the way.
+    """
 
     room: str
     offset: int
     id: str
     type: str
-    data: Any
+    data_json: str
     ts: float
+
+    @property
+    def data(self) -> Any:
+        return json.loads(self.data_json)
 
 
 @dataclass(frozen=True)
@@ -48,9 +57,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush pending writes and release the storage."""
 
-    async def append(self, room: str, type_: str, data: Any, message_id: str, ts: float,
+    async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
-        """Add a message at ``head + 1``; durable when this returns.
+        """Add a message (its data as JSON text) at ``head + 1``; durable when this returns.
 
         ``delivered`` marks it as received (the room had members), which moves
         the room's ``delivered`` mark; ``max_messages`` drops the oldest

@@ -145,7 +145,37 @@ async def test_bad_rooms_and_since_are_refused_clearly(start_server, make_client
         await server.sx.to("").send("x", 1)
     with pytest.raises(TypeError):
         await server.sx.to("r").send("x", {"bad": object()})
+    with pytest.raises(ValueError):  # JavaScript's JSON.parse would choke on NaN
+        await server.sx.to("r").send("x", {"bad": float("nan")})
     assert (await server.sx.store.bounds("r")).head == 0
+
+
+@pytest.mark.parametrize("manager", ["default", "subclass"])
+async def test_live_and_replayed_messages_are_the_same_on_both_delivery_paths(
+        start_server, make_client, wait_until, manager):
+    """Frames written by SxServer itself and python-socketio's emit (used with any
+    other client manager) carry the same messages; later edits of the sent dict change nothing."""
+    import socketio
+
+    class OtherManager(socketio.AsyncManager):
+        pass
+
+    options = {} if manager == "default" else {"client_manager": OtherManager()}
+    server = await start_server(**options)
+    assert server.sx._direct_frames is (manager == "default")
+    data = {"n": 1, "text": "é \"quoted\"", "list": [1, None, 2.5]}
+    await server.sx.to("paths").send("notification", data)  # replayed on join
+    data["list"].append("edited")
+    client, got = make_client(server.url), []
+    client.on_message("notification", lambda data, meta: got.append((data, meta)))
+    await client.connect("t")
+    await client.join("paths")
+    await server.sx.to("paths").send("notification", {**data, "n": 2})  # live
+    await wait_until(lambda: len(got) == 2)
+    assert [d for d, _ in got] == [{"n": 1, "text": "é \"quoted\"", "list": [1, None, 2.5]},
+                                   {**data, "n": 2}]
+    assert [(m["type"], m["room"], m["offset"]) for _, m in got] == [("notification", "paths", 1),
+                                                                     ("notification", "paths", 2)]
 
 
 async def test_replay_and_live_sends_interleave_without_gaps_or_duplicates(start_server, make_client, wait_until):

@@ -17,8 +17,8 @@ async def store(request, tmp_path):
 
 async def test_append_assigns_offsets_per_room_and_reads_in_order(store):
     for n in range(3):
-        assert (await store.append("a", "t", {"n": n}, f"a{n}", 100.0 + n, False, 10)).offset == n + 1
-    assert (await store.append("b", "t", "x", "b0", 1.0, True, 10)).offset == 1
+        assert (await store.append("a", "t", json.dumps({"n": n}), f"a{n}", 100.0 + n, False, 10)).offset == n + 1
+    assert (await store.append("b", "t", json.dumps("x"), "b0", 1.0, True, 10)).offset == 1
     entries = await store.read("a", 0, 100)
     assert [(e.offset, e.id, e.data) for e in entries] == [(1, "a0", {"n": 0}), (2, "a1", {"n": 1}), (3, "a2", {"n": 2})]
     assert [e.offset for e in await store.read("a", 1, 1)] == [2]
@@ -27,9 +27,9 @@ async def test_append_assigns_offsets_per_room_and_reads_in_order(store):
 
 async def test_bounds_track_head_floor_and_delivered(store):
     assert (await store.bounds("r")).head == 0
-    await store.append("r", "t", 1, "1", 1.0, False, 10)
-    await store.append("r", "t", 2, "2", 1.0, True, 10)
-    await store.append("r", "t", 3, "3", 1.0, False, 10)
+    await store.append("r", "t", json.dumps(1), "1", 1.0, False, 10)
+    await store.append("r", "t", json.dumps(2), "2", 1.0, True, 10)
+    await store.append("r", "t", json.dumps(3), "3", 1.0, False, 10)
     bounds = await store.bounds("r")
     assert (bounds.head, bounds.floor, bounds.delivered) == (3, 0, 2)
     await store.mark_delivered("r", 3)
@@ -39,19 +39,19 @@ async def test_bounds_track_head_floor_and_delivered(store):
 
 async def test_retention_by_count_keeps_the_newest(store):
     for n in range(1, 8):
-        await store.append("r", "t", n, str(n), 1.0, False, 3)
+        await store.append("r", "t", json.dumps(n), str(n), 1.0, False, 3)
     assert [e.offset for e in await store.read("r", 0, 100)] == [5, 6, 7]
     assert (await store.bounds("r")).floor == 4
 
 
 async def test_retention_by_age_moves_the_floor(store):
     for n in range(1, 6):
-        await store.append("r", "t", n, str(n), float(n), False, 100)
+        await store.append("r", "t", json.dumps(n), str(n), float(n), False, 100)
     assert await store.drop_older_than(3.5) == 3
     assert [e.offset for e in await store.read("r", 0, 100)] == [4, 5]
     bounds = await store.bounds("r")
     assert (bounds.head, bounds.floor) == (5, 3)
-    assert (await store.append("r", "t", 6, "6", 9.0, False, 100)).offset == 6
+    assert (await store.append("r", "t", json.dumps(6), "6", 9.0, False, 100)).offset == 6
 
 
 async def test_replies_are_remembered_per_principal_and_forgotten_by_age(store):
@@ -63,19 +63,12 @@ async def test_replies_are_remembered_per_principal_and_forgotten_by_age(store):
     assert await store.recall("alice", "m1") is None
 
 
-async def test_stored_data_is_a_copy(store):
-    data = {"list": [1]}
-    await store.append("r", "t", data, "1", 1.0, False, 10)
-    data["list"].append(2)
-    assert (await store.read("r", 0, 10))[0].data == {"list": [1]}
-
-
 async def test_sqlite_survives_reopen(tmp_path):
     path = tmp_path / "again.sqlite3"
     first = SqliteStore(path)
     await first.open()
     for n in range(1, 4):
-        await first.append("r", "t", {"n": n}, str(n), 1.0, n == 1, 10)
+        await first.append("r", "t", json.dumps({"n": n}), str(n), 1.0, n == 1, 10)
     await first.remember("p", "id", json.dumps({"meta": {"success": True}, "data": 1}), 5.0)
     await first.close()
     second = SqliteStore(path)
@@ -84,7 +77,98 @@ async def test_sqlite_survives_reopen(tmp_path):
         bounds = await second.bounds("r")
         assert (bounds.head, bounds.delivered) == (3, 1)
         assert [e.data["n"] for e in await second.read("r", 0, 10)] == [1, 2, 3]
-        assert (await second.append("r", "t", {"n": 4}, "4", 1.0, False, 10)).offset == 4
+        assert (await second.append("r", "t", json.dumps({"n": 4}), "4", 1.0, False, 10)).offset == 4
         assert await second.recall("p", "id") == {"meta": {"success": True}, "data": 1}
     finally:
         await second.close()
+
+
+async def reopened(path):
+    store = SqliteStore(path)
+    await store.open()
+    return store
+
+
+async def test_sqlite_bounds_after_reopen_follow_the_log(tmp_path):
+    """Appends write no ``rooms`` row: head, floor and the live mark come back from the log."""
+    path = tmp_path / "bounds.sqlite3"
+    first = await reopened(path)
+    for n in range(1, 8):
+        await first.append("count", "t", json.dumps(n), str(n), 50.0, n in (2, 5), 3)
+    for n in range(1, 4):
+        await first.append("age", "t", json.dumps(n), f"a{n}", float(n), n == 1, 100)
+    assert await first.drop_older_than(10.0) == 3  # the whole "age" log goes
+    await first.append("marked", "t", "1", "m1", 1.0, False, 100)
+    await first.append("marked", "t", "2", "m2", 1.0, False, 100)
+    await first.mark_delivered("marked", 2)
+    expected = {name: await first.bounds(name) for name in ("count", "age", "marked")}
+    await first.close()
+    second = await reopened(path)
+    try:
+        assert {name: await second.bounds(name) for name in expected} == expected
+        assert [(b.head, b.floor, b.delivered) for b in expected.values()] == [(7, 4, 5), (3, 3, 1), (2, 0, 2)]
+        assert (await second.append("age", "t", "4", "a4", 20.0, False, 100)).offset == 4
+        assert [e.offset for e in await second.read("count", 0, 10)] == [5, 6, 7]
+    finally:
+        await second.close()
+
+
+async def test_sqlite_opens_a_version_1_file(tmp_path):
+    """A file written before the ``live`` column keeps its rooms and messages."""
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE room_log (room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL,
+            type TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (room, offset)) WITHOUT ROWID;
+        CREATE TABLE rooms (room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
+            delivered INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE replies (principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+            PRIMARY KEY (principal, id)) WITHOUT ROWID;
+        INSERT INTO room_log VALUES ('r', 2, 'b', 't', '{"n":2}', 1.0), ('r', 3, 'c', 't', '{"n":3}', 1.0);
+        INSERT INTO rooms VALUES ('r', 3, 1, 2);
+    """)
+    db.close()
+    store = await reopened(path)
+    try:
+        bounds = await store.bounds("r")
+        assert (bounds.head, bounds.floor, bounds.delivered) == (3, 1, 2)
+        assert [e.data for e in await store.read("r", 0, 10)] == [{"n": 2}, {"n": 3}]
+        assert (await store.append("r", "t", "4", "d", 1.0, True, 10)).offset == 4
+    finally:
+        await store.close()
+    again = await reopened(path)
+    try:
+        assert (await again.bounds("r")).delivered == 4
+    finally:
+        await again.close()
+
+
+async def test_sqlite_refuses_a_file_from_a_newer_shotx(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "future.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        await SqliteStore(path).open()
+
+
+async def test_a_second_sqlite_store_on_one_file_is_refused_clearly(tmp_path):
+    """Two servers on one file would hand out the same offsets: the second fails at open."""
+    path = tmp_path / "owned.sqlite3"
+    owner = await reopened(path)
+    try:
+        await owner.append("r", "t", "1", "1", 1.0, False, 10)
+        with pytest.raises(RuntimeError, match="in use by another SqliteStore"):
+            await SqliteStore(path).open()
+        assert (await owner.append("r", "t", "2", "2", 1.0, False, 10)).offset == 2
+    finally:
+        await owner.close()
+    again = await reopened(path)  # closing releases the file
+    try:
+        assert (await again.bounds("r")).head == 2
+    finally:
+        await again.close()

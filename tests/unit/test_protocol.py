@@ -47,6 +47,24 @@ def test_request_and_room_message_envelopes():
         "meta": {"type": "n", "id": "id", "room": "r", "offset": 7}, "data": 1}
 
 
+def test_room_message_json_is_the_room_message_with_its_data_spliced_in():
+    import json
+
+    for data in ({"text": "é\"}", "n": [1, None]}, 0, "x", None, [], 2.5):
+        text = protocol.room_message_json("n", protocol.encode_json(data), "id-1", "r é", 9)
+        assert json.loads(text) == protocol.room_message("n", data, "id-1", "r é", 9)
+
+
+def test_encode_json_refuses_what_javascript_cannot_parse():
+    for bad in (float("nan"), float("inf"), {"x": [float("-inf")]}):
+        try:
+            protocol.encode_json(bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"encoded {bad!r}")
+
+
 def test_room_and_offset_validation():
     assert protocol.check_room("a") == "a"
     for bad in ("", None, 3, ["r"]):
