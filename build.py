@@ -5,7 +5,8 @@ Commands (each runs the steps it needs first)::
 
     venv     .venv with Python >= 3.12, the project and its tools installed
     bundle   the offline web bundle in web/dist/ (Pyodide, socket.io, PyScript,
-             our wheel and a pyodide-lock.json that lists it)
+             our wheel and a pyodide-lock.json that lists it; the wheels
+             and Pyodide's standard library get Python 3.14 bytecode)
     demo     bundle, then the demo server on http://127.0.0.1:3000
              (extra arguments go to `python -m shotx.server`)
     test     bundle, then pytest over tests/ (extra arguments go to pytest,
@@ -252,18 +253,22 @@ def build_project_wheel(out_dir: Path) -> Path:
     return wheels[0]
 
 
-# Compiles a folder's sources with the bundle's own Python (Pyodide under Node):
-# the browser then imports our modules without compiling them first.
+# Compiles the bundle's Python with the bundle's own Python (Pyodide under
+# Node), so the browser imports without compiling first. Unpacked wheels are
+# installed to site-packages, so they get __pycache__/ files; the standard
+# library is imported from its zip, and zipimport only finds legacy name.pyc
+# files beside where the sources were.
 PYODIDE_COMPILE_JS = """
 const { loadPyodide } = require(process.argv[1]);
 loadPyodide().then((pyodide) => {
-  pyodide.FS.mkdir("/wheel");
-  pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: process.argv[2] }, "/wheel");
+  pyodide.FS.mkdir("/work");
+  pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: process.argv[2] }, "/work");
   pyodide.runPython(`
 import compileall, py_compile
-if not compileall.compile_dir("/wheel/shotx", quiet=1,
-                              invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH):
-    raise RuntimeError("compileall failed")
+mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+for folder, legacy in (("/work/wheels", False), ("/work/stdlib", True)):
+    if not compileall.compile_dir(folder, quiet=1, legacy=legacy, invalidation_mode=mode):
+        raise RuntimeError("compileall failed in " + folder)
 `);
 }).catch((error) => { console.error(error); process.exit(1); });
 """
@@ -276,27 +281,55 @@ def record_line(root: Path, path: Path) -> str:
     return f"{path.relative_to(root).as_posix()},sha256={digest},{len(data)}"
 
 
-def add_pyodide_bytecode(wheel: Path) -> None:
-    """Put Python 3.14 ``.pyc`` files (unchecked-hash) into our wheel for the bundle.
+def repack_wheel(unpacked: Path, wheel: Path) -> None:
+    """Zip an unpacked wheel again, its RECORD listing the files it now holds."""
+    record = next(unpacked.glob("*.dist-info/RECORD"))
+    files = sorted(p for p in unpacked.rglob("*") if p.is_file() and p != record)
+    record.write_text("\n".join([*(record_line(unpacked, p) for p in files),
+                                 f"{record.relative_to(unpacked).as_posix()},,"]) + "\n")
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in [*files, record]:
+            archive.write(path, path.relative_to(unpacked).as_posix())
 
-    Pyodide's standard library and our wheel ship sources only, so every
-    import compiles first; for our package that was ~20 ms of start-up in the
-    browser benchmark. The wheel for PyPI/CPython is built separately and
-    stays source-only.
+
+def repack_stdlib(unpacked: Path, archive_path: Path) -> None:
+    """Zip the standard library again with bytecode in place of its sources.
+
+    Bytecode only, as pyodide-build's ``create_zipfile(pycompile=True)``
+    does: sources next to it would nearly triple the download. What is lost
+    is the source line in tracebacks through standard-library frames.
     """
-    with tempfile.TemporaryDirectory(prefix="shotx-pyc-") as tmp:
-        unpacked = Path(tmp) / "wheel"
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(unpacked)
-        run(["node", "-e", PYODIDE_COMPILE_JS, str(NODE_MODULES / "pyodide" / "pyodide.js"), unpacked])
-        record = next(unpacked.glob("*.dist-info/RECORD"))
-        files = sorted(p for p in unpacked.rglob("*") if p.is_file() and p != record)
-        record.write_text("\n".join([*(record_line(unpacked, p) for p in files),
-                                     f"{record.relative_to(unpacked).as_posix()},,"]) + "\n")
-        wheel.unlink()
-        with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in [*files, record]:
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(unpacked.rglob("*")):
+            if path.is_file() and path.suffix != ".py":
                 archive.write(path, path.relative_to(unpacked).as_posix())
+
+
+def add_pyodide_bytecode(wheels: list[Path], stdlib: Path, out: Path) -> list[Path]:
+    """Give the bundle's wheels and Pyodide's standard library Python 3.14 bytecode.
+
+    Pyodide's npm package and PyPI's wheels ship sources only, so every
+    import in the browser compiled first: with bytecode, a warm start of
+    Pyodide alone went from ~3.1 s to ~1.1 s and our package's import from
+    ~30 ms to ~10 ms (bench/results-browser.md). The pycs are unchecked-hash,
+    so nothing compares them with sources that are not there. Returns the
+    compiled wheels (same names, in ``out``); the stdlib zip is replaced in
+    place. The wheel for PyPI/CPython is built separately and stays
+    source-only.
+    """
+    out.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shotx-pyc-") as tmp:
+        work = Path(tmp)
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(work / "wheels" / wheel.stem)
+        with zipfile.ZipFile(stdlib) as archive:
+            archive.extractall(work / "stdlib")
+        run(["node", "-e", PYODIDE_COMPILE_JS, str(NODE_MODULES / "pyodide" / "pyodide.js"), work])
+        for wheel in wheels:
+            repack_wheel(work / "wheels" / wheel.stem, out / wheel.name)
+        repack_stdlib(work / "stdlib", stdlib)
+    return [out / wheel.name for wheel in wheels]
 
 
 def cached_wheel(pin: str) -> Path | None:
@@ -353,8 +386,8 @@ def step_bundle() -> None:
     copy_js_assets()
     with tempfile.TemporaryDirectory(prefix="shotx-wheel-") as tmp:
         ours = build_project_wheel(Path(tmp))
-        add_pyodide_bytecode(ours)
-        write_pyodide_lock([*pyodide_pypi_wheels(), ours])
+        write_pyodide_lock(add_pyodide_bytecode([*pyodide_pypi_wheels(), ours],
+                                                DIST / "pyodide" / "python_stdlib.zip", Path(tmp) / "compiled"))
     copy_web_pages()
     log(f"bundle ready in {DIST.relative_to(ROOT)}")
 

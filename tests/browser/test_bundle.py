@@ -1,18 +1,46 @@
-"""The bundle's copy of our wheel carries bytecode for Pyodide's Python, so
-the browser imports our modules without compiling them."""
+"""The bundle's Python carries bytecode for Pyodide's Python, so the browser
+imports without compiling: our wheel, the PyPI wheels in the lock, and the
+standard library zip."""
 
+import json
 import zipfile
 
 
-def test_bundle_wheel_has_314_bytecode_for_every_module(bundle_dir):
-    wheel = next((bundle_dir / "pyodide").glob("shotx-*.whl"))
+def wheel_bytecode_gaps(wheel):
+    """Sources of ``wheel`` lacking a 3.14 pyc, or a pyc missing from RECORD."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         record = archive.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
     sources = [n for n in names if n.endswith(".py")]
     assert sources, names
+    gaps = []
     for source in sources:
         folder, _, module = source.rpartition("/")
-        compiled = f"{folder}/__pycache__/{module[:-3]}.cpython-314.pyc"
-        assert compiled in names, compiled
-        assert f"{compiled},sha256=" in record
+        compiled = f"{folder}/__pycache__/{module[:-3]}.cpython-314.pyc".lstrip("/")
+        if compiled not in names or f"{compiled},sha256=" not in record:
+            gaps.append(source)
+    return gaps
+
+
+def test_every_bundled_wheel_has_314_bytecode_for_every_module(bundle_dir):
+    wheels = sorted((bundle_dir / "pyodide").glob("*.whl"))
+    assert {w.name.split("-")[0] for w in wheels} >= {"shotx", "micropip", "packaging"}
+    assert {w.name: wheel_bytecode_gaps(w) for w in wheels} == {w.name: [] for w in wheels}
+
+
+def test_lock_hashes_are_those_of_the_compiled_wheels(bundle_dir):
+    import hashlib
+
+    lock = json.loads((bundle_dir / "pyodide" / "pyodide-lock.json").read_text())
+    for wheel in (bundle_dir / "pyodide").glob("*.whl"):
+        entry = next(p for p in lock["packages"].values() if p["file_name"] == wheel.name)
+        assert entry["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel.name
+
+
+def test_stdlib_zip_holds_legacy_bytecode_in_place_of_sources(bundle_dir):
+    with zipfile.ZipFile(bundle_dir / "pyodide" / "python_stdlib.zip") as archive:
+        names = set(archive.namelist())
+    compiled = {n for n in names if n.endswith(".pyc")}
+    assert len(compiled) > 500 and "asyncio/__init__.pyc" in compiled and "json/decoder.pyc" in compiled
+    assert not [n for n in names if n.endswith(".py")]
+    assert not [n for n in compiled if "__pycache__" in n]  # zipimport only finds name.pyc
