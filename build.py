@@ -254,20 +254,24 @@ def build_project_wheel(out_dir: Path) -> Path:
 
 
 # Compiles the bundle's Python with the bundle's own Python (Pyodide under
-# Node), so the browser imports without compiling first. Unpacked wheels are
-# installed to site-packages, so they get __pycache__/ files; the standard
-# library is imported from its zip, and zipimport only finds legacy name.pyc
-# files beside where the sources were.
+# Node), so the browser imports without compiling first. Installed wheels are
+# imported from site-packages, where __pycache__/ files serve; the standard
+# library is imported from its zip, where zipimport only reads legacy name.pyc
+# files beside the sources. Our wheel gets both: the README's fastest start
+# puts the wheel itself on sys.path.
 PYODIDE_COMPILE_JS = """
 const { loadPyodide } = require(process.argv[1]);
 loadPyodide().then((pyodide) => {
   pyodide.FS.mkdir("/work");
   pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: process.argv[2] }, "/work");
   pyodide.runPython(`
-import compileall, py_compile
+import compileall, glob, os, py_compile
 mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
-for folder, legacy in (("/work/wheels", False), ("/work/stdlib", True)):
-    if not compileall.compile_dir(folder, quiet=1, legacy=legacy, invalidation_mode=mode):
+folders = [("/work/wheels", False), ("/work/stdlib", True)]
+folders += [(ours, True) for ours in glob.glob("/work/wheels/shotx-*/shotx/client")]
+for folder, legacy in folders:
+    if os.path.isdir(folder) and not compileall.compile_dir(
+            folder, quiet=1, legacy=legacy, invalidation_mode=mode):
         raise RuntimeError("compileall failed in " + folder)
 `);
 }).catch((error) => { console.error(error); process.exit(1); });
@@ -305,7 +309,7 @@ def repack_stdlib(unpacked: Path, archive_path: Path) -> None:
                 archive.write(path, path.relative_to(unpacked).as_posix())
 
 
-def add_pyodide_bytecode(wheels: list[Path], stdlib: Path, out: Path) -> list[Path]:
+def add_pyodide_bytecode(wheels: list[Path], stdlib: Path | None, out: Path) -> list[Path]:
     """Give the bundle's wheels and Pyodide's standard library Python 3.14 bytecode.
 
     Pyodide's npm package and PyPI's wheels ship sources only, so every
@@ -313,8 +317,8 @@ def add_pyodide_bytecode(wheels: list[Path], stdlib: Path, out: Path) -> list[Pa
     Pyodide alone went from ~3.1 s to ~1.1 s and our package's import from
     ~30 ms to ~10 ms (bench/results-browser.md). The pycs are unchecked-hash,
     so nothing compares them with sources that are not there. Returns the
-    compiled wheels (same names, in ``out``); the stdlib zip is replaced in
-    place. The wheel for PyPI/CPython is built separately and stays
+    compiled wheels (same names, in ``out``); the stdlib zip (if given) is
+    replaced in place. The wheel for PyPI/CPython is built separately and stays
     source-only.
     """
     out.mkdir(exist_ok=True)
@@ -323,12 +327,14 @@ def add_pyodide_bytecode(wheels: list[Path], stdlib: Path, out: Path) -> list[Pa
         for wheel in wheels:
             with zipfile.ZipFile(wheel) as archive:
                 archive.extractall(work / "wheels" / wheel.stem)
-        with zipfile.ZipFile(stdlib) as archive:
-            archive.extractall(work / "stdlib")
+        if stdlib is not None:
+            with zipfile.ZipFile(stdlib) as archive:
+                archive.extractall(work / "stdlib")
         run(["node", "-e", PYODIDE_COMPILE_JS, str(NODE_MODULES / "pyodide" / "pyodide.js"), work])
         for wheel in wheels:
             repack_wheel(work / "wheels" / wheel.stem, out / wheel.name)
-        repack_stdlib(work / "stdlib", stdlib)
+        if stdlib is not None:
+            repack_stdlib(work / "stdlib", stdlib)
     return [out / wheel.name for wheel in wheels]
 
 

@@ -44,3 +44,13 @@ def test_stdlib_zip_holds_legacy_bytecode_in_place_of_sources(bundle_dir):
     assert len(compiled) > 500 and "asyncio/__init__.pyc" in compiled and "json/decoder.pyc" in compiled
     assert not [n for n in names if n.endswith(".py")]
     assert not [n for n in compiled if "__pycache__" in n]  # zipimport only finds name.pyc
+
+
+def test_our_client_can_be_imported_from_the_wheel_file_without_compiling(bundle_dir):
+    """zipimport (the README's fastest start puts the wheel on sys.path) reads only name.pyc beside name.py."""
+    wheel = next((bundle_dir / "pyodide").glob("shotx-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    client = [n for n in names if n.startswith("shotx/client/") and n.endswith(".py")]
+    assert len(client) > 10
+    assert [n for n in client if n + "c" not in names] == []
