@@ -169,6 +169,7 @@ class SxClient:
         """Disconnect and release the store."""
         await self.disconnect()
         await self.inbox.stop()
+        await self.sender.settle()
         await self.store.close()
 
     async def _connection_loop(self) -> None:

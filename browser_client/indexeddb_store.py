@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -101,10 +101,15 @@ class IndexedDBStore:
         row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
         await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
 
-    async def remove_outbox(self, record_id: str) -> None:
+    async def remove_outbox(self, record_ids: Collection[str]) -> None:
         if self._fallback is not None:
-            return await self._fallback.remove_outbox(record_id)
-        await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").delete(record_id)])
+            return await self._fallback.remove_outbox(record_ids)
+
+        def issue(tx: Any) -> list[Any]:
+            outbox = tx.objectStore("outbox")
+            return [outbox.delete(record_id) for record_id in record_ids]
+
+        await self._run(["outbox"], "readwrite", issue)
 
     async def save_room(self, room: str, offset: int | None) -> None:
         if self._fallback is not None:

@@ -49,6 +49,11 @@ class Sender:
         self._window: asyncio.Semaphore | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Acked records not yet deleted from the store: deleted in batches, so
+        # a flush of a thousand costs tens of store writes, not a thousand.
+        self._unremoved: set[str] = set()
+        self._removal: list[str] = []
+        self._removal_task: asyncio.Task[None] | None = None
 
     def load(self, records: list[OutboxRecord]) -> None:
         self.outbox = Outbox(records)  # their emitted-events come with the flush
@@ -94,10 +99,32 @@ class Sender:
             emitted.set()
         if self._window is not None:
             self._window.release()
-        self._spawn(self.store.remove_outbox(record_id))
+        self._unremoved.add(record_id)
+        self._removal.append(record_id)
+        if self._removal_task is None:
+            self._removal_task = asyncio.ensure_future(self._remove_acknowledged())
         future = self._replies.pop(record_id, None)
         if future is not None and not future.done():
             future.set_result(reply)
+
+    async def _remove_acknowledged(self) -> None:
+        """Delete acked records from the store, one write at a time: acks that
+        arrive while a write is on its way go together in the next one."""
+        try:
+            while self._removal:
+                batch, self._removal = self._removal, []
+                try:
+                    await self.store.remove_outbox(batch)
+                except Exception:  # they stay stored: resent later, answered from the server's memory
+                    log.exception("could not delete %d acknowledged records from the store", len(batch))
+                self._unremoved.difference_update(batch)
+        finally:
+            self._removal_task = None
+
+    async def settle(self) -> None:
+        """Wait for acked records to be deleted from the store (before it closes)."""
+        while self._removal_task is not None:
+            await asyncio.shield(self._removal_task)
 
     def start(self, lost: asyncio.Event) -> None:
         """A connection is up (rooms rejoined): resend what is owed, then go live."""
@@ -150,7 +177,8 @@ class Sender:
         async with self.store.flush_lock():
             if lost.is_set():
                 return
-            self.outbox.sync((await self.store.load()).outbox, keep=self._session_ids)
+            stored = (await self.store.load()).outbox
+            self.outbox.sync([r for r in stored if r.id not in self._unremoved], keep=self._session_ids)
             owed = self.outbox.pending()
             for record in owed:
                 self._emitted.setdefault(record.id, asyncio.Event())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -51,8 +52,10 @@ class SqliteStore:
         self.db.execute("INSERT OR REPLACE INTO outbox (id, seq, record) VALUES (?, ?, ?)",
                         (record.id, record.seq, json.dumps(record.to_dict())))
 
-    async def remove_outbox(self, record_id: str) -> None:
-        self.db.execute("DELETE FROM outbox WHERE id = ?", (record_id,))
+    async def remove_outbox(self, record_ids: Collection[str]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM outbox WHERE id = ?", [(record_id,) for record_id in record_ids])
 
     async def save_room(self, room: str, offset: int | None) -> None:
         self.db.execute("INSERT OR REPLACE INTO rooms (room, offset) VALUES (?, ?)", (room, offset))

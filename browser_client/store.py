@@ -11,7 +11,7 @@ same promises.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,8 +35,8 @@ class ClientStore(Protocol):
     async def add_outbox(self, record: OutboxRecord) -> None:
         """Persist one queued message; durable when this returns."""
 
-    async def remove_outbox(self, record_id: str) -> None:
-        """Forget a message whose ack arrived."""
+    async def remove_outbox(self, record_ids: Collection[str]) -> None:
+        """Forget messages whose acks arrived, in one write."""
 
     async def save_room(self, room: str, offset: int | None) -> None:
         """Remember a joined room and its last handled offset."""
@@ -77,8 +77,9 @@ class MemoryStore:
     async def add_outbox(self, record: OutboxRecord) -> None:
         self.state.outbox.append(copy.deepcopy(record))
 
-    async def remove_outbox(self, record_id: str) -> None:
-        self.state.outbox = [r for r in self.state.outbox if r.id != record_id]
+    async def remove_outbox(self, record_ids: Collection[str]) -> None:
+        gone = set(record_ids)
+        self.state.outbox = [r for r in self.state.outbox if r.id not in gone]
 
     async def save_room(self, room: str, offset: int | None) -> None:
         self.state.rooms[room] = offset

@@ -19,7 +19,8 @@ async def test_outbox_records_round_trip_in_send_order(store):
     records = [box.add("message", {"type": "t"}, {"n": n}) for n in range(4)]
     for record in reversed(records):
         await store.add_outbox(record)
-    await store.remove_outbox(records[1].id)
+    await store.remove_outbox([records[1].id])
+    await store.remove_outbox([])
     loaded = (await store.load()).outbox
     assert [r.data["n"] for r in loaded] == [0, 2, 3]
     assert loaded[0].to_dict() == records[0].to_dict()

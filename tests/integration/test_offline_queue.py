@@ -41,6 +41,36 @@ async def test_large_offline_queue_flushes_in_send_order(start_server, make_clie
     assert handled == list(range(300)) and client.queued == 0
 
 
+async def test_acked_records_leave_the_store_in_batches_and_all_before_close(start_server, tmp_path):
+    from shotx.client.sqlite_store import SqliteStore
+
+    handled = []
+    server = await start_server(recording(handled))
+    path = tmp_path / "batches.sqlite3"
+    client = SxClient(server.url, store=path, flush_window=64)
+    batches = []
+    remove = client.store.remove_outbox
+
+    async def counted(record_ids):
+        batches.append(len(record_ids))
+        await asyncio.sleep(0.002)  # a write that takes a while, like IndexedDB's: acks pile up meanwhile
+        await remove(record_ids)
+
+    client.store.remove_outbox = counted
+    sends = [asyncio.ensure_future(client.send("queued_route", {"n": n})) for n in range(300)]
+    await asyncio.sleep(0.05)
+    await client.connect("token")
+    await asyncio.wait_for(asyncio.gather(*sends), 20)
+    await client.close()  # waits for the deletions still on their way
+    assert sum(batches) == 300 and len(batches) < 150, batches
+    again = SqliteStore(path)
+    try:
+        assert (await again.load()).outbox == []
+    finally:
+        await again.close()
+    assert handled == list(range(300))
+
+
 async def test_outbox_survives_a_client_restart_with_sqlite(start_server, tmp_path):
     handled = []
     server = await start_server(recording(handled))
