@@ -1,11 +1,14 @@
 """Browser transport: the JavaScript socket.io-client, driven over Pyodide's FFI.
 
 The page loads ``socket.io.min.js`` (global ``io``). This file only
-translates: Python dicts cross as JSON (``JSON.parse``/``JSON.stringify``),
-which keeps ``None`` as ``null`` where ``to_js`` would make ``undefined`` and
-drop the key. Every proxy made here is owned here and destroyed by
-:meth:`JsTransport.disconnect` (listeners) or right after its single call
-(acks); an ack that never comes is destroyed with the socket.
+translates: Python dicts cross as JSON text (``JSON.parse``/``JSON.stringify``
+on the JavaScript side), which keeps ``None`` as ``null`` where ``to_js``
+would make ``undefined`` and drop the key. Messages and acks cross through two
+small JavaScript helpers, so each is one FFI call with strings and numbers,
+with no proxy made per message: acks are matched by a number to a Python
+callback, and an ack that never comes is dropped with the socket. The few
+proxies made here (listeners, one ack sink per socket) are destroyed by
+:meth:`JsTransport.disconnect`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ from pyodide.ffi import JsProxy, create_proxy  # type: ignore[import-not-found]
 from . import protocol
 from .errors import AuthError, ConnectError
 from .transport import AckCallback, EventSink
+
+
+# socket.emit with data given as JSON text; the ack, if any, comes back to
+# ``sink(number, replyJson)``.
+_EMIT = js.Function.new("socket", "event", "json", "sink", "number", """
+  const data = JSON.parse(json);
+  if (sink === undefined) { socket.emit(event, data); return; }
+  socket.emit(event, data, (reply) => sink(number, JSON.stringify(reply === undefined ? null : reply)));""")
+
+# socket.on for events whose single argument is data: the listener gets JSON text.
+_ON_JSON = js.Function.new("socket", "event", "listener", """
+  socket.on(event, (data) => listener(JSON.stringify(data === undefined ? null : data)));""")
 
 
 def to_js_value(value: Any) -> Any:
@@ -40,12 +55,24 @@ class JsTransport:
         self.transports = list(transports)
         self._socket: Any = None
         self._listeners: list[Any] = []
-        self._acks: dict[int, Any] = {}  # JsProxy is unhashable: keyed by id()
+        self._acks: dict[int, AckCallback] = {}  # by the number sent along with the message
+        self._next_ack = 0
+        self._ack_sink: Any = None
 
     def _listen(self, socket: Any, event: str, fn: Callable[..., None]) -> None:
         proxy = create_proxy(fn)
         self._listeners.append(proxy)
         socket.on(event, proxy)
+
+    def _listen_json(self, socket: Any, event: str, on_event: EventSink) -> None:
+        proxy = create_proxy(lambda text: on_event(event, json.loads(text)))
+        self._listeners.append(proxy)
+        _ON_JSON(socket, event, proxy)
+
+    def _acked(self, number: int, reply_json: str) -> None:
+        on_ack = self._acks.pop(number, None)
+        if on_ack is not None:
+            on_ack(json.loads(reply_json))
 
     async def connect(self, url: str, path: str, auth: dict[str, Any], on_event: EventSink) -> None:
         outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -65,11 +92,10 @@ class JsTransport:
 
         self._listen(socket, "connect", connected)
         self._listen(socket, "connect_error", refused)
-        self._listen(socket, protocol.AUTH_SUCCESS_EVENT,
-                     lambda data=None, *_: on_event(protocol.AUTH_SUCCESS_EVENT, to_py_value(data)))
-        self._listen(socket, protocol.MESSAGE_EVENT,
-                     lambda data=None, *_: on_event(protocol.MESSAGE_EVENT, to_py_value(data)))
+        self._listen_json(socket, protocol.AUTH_SUCCESS_EVENT, on_event)
+        self._listen_json(socket, protocol.MESSAGE_EVENT, on_event)
         self._listen(socket, "disconnect", lambda reason=None, *_: on_event("disconnect", str(reason)))
+        self._ack_sink = create_proxy(self._acked)
         try:
             await outcome
         except BaseException:
@@ -80,30 +106,24 @@ class JsTransport:
         if self._socket is None:
             raise ConnectError("not connected")
         if on_ack is None:
-            self._socket.emit(event, to_js_value(payload))
+            _EMIT(self._socket, event, json.dumps(payload))
             return
-        loop = asyncio.get_running_loop()
-
-        def acked(reply: Any = None, *_: Any) -> None:
-            self._acks.pop(id(proxy), None)
-            loop.call_soon(proxy.destroy)  # not from inside its own call
-            on_ack(to_py_value(reply))
-
-        proxy = create_proxy(acked)
-        self._acks[id(proxy)] = proxy
-        self._socket.emit(event, to_js_value(payload), proxy)
+        self._next_ack += 1
+        self._acks[self._next_ack] = on_ack
+        _EMIT(self._socket, event, json.dumps(payload), self._ack_sink, self._next_ack)
 
     async def disconnect(self) -> None:
         socket, self._socket = self._socket, None
         if socket is not None:
             socket.off()  # no listener may fire into a destroyed proxy
             socket.close()
-        for proxy in [*self._listeners, *self._acks.values()]:
+        for proxy in [*self._listeners, *([self._ack_sink] if self._ack_sink is not None else [])]:
             proxy.destroy()
         self._listeners.clear()
+        self._ack_sink = None
         self._acks.clear()
 
     @property
     def live_proxies(self) -> int:
-        """For tests: what this transport still holds (0 after disconnect)."""
-        return len(self._listeners) + len(self._acks)
+        """For tests: the proxies this transport still holds (0 after disconnect)."""
+        return len(self._listeners) + (self._ack_sink is not None)

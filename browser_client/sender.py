@@ -46,7 +46,8 @@ class Sender:
         self._queue: deque[OutboxRecord] = deque()
         self._live = False  # True once this connection's stored records are queued
         self._wake = asyncio.Event()
-        self._window: asyncio.Semaphore | None = None
+        self._in_flight = 0  # emitted on this connection, ack not seen yet
+        self._window_open = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Acked records not yet deleted from the store: deleted in batches, so
@@ -54,6 +55,10 @@ class Sender:
         self._unremoved: set[str] = set()
         self._removal: list[str] = []
         self._removal_task: asyncio.Task[None] | None = None
+        # What the running flush of stored records still waits on (an Event, not
+        # a future per record: a future costs event-loop callbacks per ack).
+        self._owed: set[str] = set()
+        self._owed_settled = asyncio.Event()
 
     def load(self, records: list[OutboxRecord]) -> None:
         self.outbox = Outbox(records)  # their emitted-events come with the flush
@@ -97,8 +102,9 @@ class Sender:
         emitted = self._emitted.pop(record_id, None)
         if emitted is not None:
             emitted.set()
-        if self._window is not None:
-            self._window.release()
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight <= self.flush_window - self._refill:
+            self._window_open.set()
         self._unremoved.add(record_id)
         self._removal.append(record_id)
         if self._removal_task is None:
@@ -106,6 +112,10 @@ class Sender:
         future = self._replies.pop(record_id, None)
         if future is not None and not future.done():
             future.set_result(reply)
+        if record_id in self._owed:
+            self._owed.discard(record_id)
+            if not self._owed:
+                self._owed_settled.set()
 
     async def _remove_acknowledged(self) -> None:
         """Delete acked records from the store, one write at a time: acks that
@@ -128,10 +138,10 @@ class Sender:
 
     def start(self, lost: asyncio.Event) -> None:
         """A connection is up (rooms rejoined): resend what is owed, then go live."""
-        self._window = asyncio.Semaphore(self.flush_window)
+        self._in_flight = 0
         self._queue = deque()
         self._live = False
-        self._pump_task = asyncio.ensure_future(self._pump(self._window))
+        self._pump_task = asyncio.ensure_future(self._pump())
         self._spawn(self._flush_stored(lost))
 
     async def stop(self) -> None:
@@ -141,18 +151,27 @@ class Sender:
             await asyncio.gather(pump, return_exceptions=True)
         self._queue.clear()
         self._live = False
-        self._window = None
+        self._in_flight = 0
 
-    async def _pump(self, window: asyncio.Semaphore) -> None:
+    @property
+    def _refill(self) -> int:
+        """Free window slots that wake a waiting pump: a burst of acks wakes it
+        once per quarter window, not once per ack (each wake is a browser task)."""
+        return max(1, self.flush_window // 4)
+
+    async def _pump(self) -> None:
         sent: set[str] = set()  # on this connection: a record queued twice goes out once
         while True:
             while self._queue:
-                await window.acquire()
+                if self._in_flight >= self.flush_window:
+                    self._window_open.clear()
+                    await self._window_open.wait()
+                    continue
                 record = self._queue.popleft()
                 if record.id not in self.outbox or record.id in sent:
-                    window.release()
                     continue
                 sent.add(record.id)
+                self._in_flight += 1
                 await self.transport.emit(record.event, self._payload(record), partial(self._acknowledged, record.id))
                 emitted = self._emitted.get(record.id)
                 if emitted is not None:  # None: acked already, during the emit
@@ -182,12 +201,14 @@ class Sender:
             owed = self.outbox.pending()
             for record in owed:
                 self._emitted.setdefault(record.id, asyncio.Event())
+            self._owed = {record.id for record in owed}
+            self._owed_settled = asyncio.Event()
+            if not owed:
+                self._owed_settled.set()
             self._queue.extend(owed)
             self._live = True
             self._wake.set()
-            loop = asyncio.get_running_loop()
-            acks = [asyncio.shield(self._replies.setdefault(r.id, loop.create_future())) for r in owed]
-            settled = asyncio.ensure_future(asyncio.gather(*acks))
+            settled = asyncio.ensure_future(self._owed_settled.wait())
             dropped = asyncio.ensure_future(lost.wait())
             await asyncio.wait({settled, dropped}, return_when=asyncio.FIRST_COMPLETED)
             for waiter in (settled, dropped):

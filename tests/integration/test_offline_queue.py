@@ -41,6 +41,27 @@ async def test_large_offline_queue_flushes_in_send_order(start_server, make_clie
     assert handled == list(range(300)) and client.queued == 0
 
 
+async def test_flush_keeps_at_most_flush_window_messages_in_flight(start_server, make_client):
+    running, most, handled = [0], [0], []
+
+    def setup(sx):
+        async def slow_route(data, socket):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await asyncio.sleep(0.005)
+            running[0] -= 1
+            handled.append(data)
+            return data
+        sx.on_message("slow_route", slow_route)
+
+    client = make_client((await start_server(setup)).url, flush_window=8)
+    sends = [asyncio.ensure_future(client.send("slow_route", n)) for n in range(100)]
+    await asyncio.sleep(0.05)
+    await client.connect("token")
+    assert await asyncio.wait_for(asyncio.gather(*sends), 20) == list(range(100))
+    assert 2 <= most[0] <= 8 and handled == list(range(100))
+
+
 async def test_acked_records_leave_the_store_in_batches_and_all_before_close(start_server, tmp_path):
     from shotx.client.sqlite_store import SqliteStore
 
