@@ -24,6 +24,7 @@ from shotx.client import protocol
 
 from .memory_store import MemoryStore
 from .replies import Reply, ReplyMemory
+from .room_locks import RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
@@ -112,7 +113,7 @@ class SxServer:
         self.message_handlers: dict[str, tuple[Handler, bool]] = {}
         self.auth_handler: AuthHandler = lambda token, socket: {}
         self.sockets: dict[str, SxSocket] = {}
-        self._room_locks: dict[str, asyncio.Lock] = {}
+        self.room_locks = RoomLocks()
         self._opened: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         options = {"async_mode": "aiohttp", "cors_allowed_origins": cors_allowed_origins,
@@ -210,9 +211,6 @@ class SxServer:
 
     # ---- rooms ----------------------------------------------------------------
 
-    def _lock(self, room: str) -> asyncio.Lock:
-        return self._room_locks.setdefault(room, asyncio.Lock())
-
     def has_members(self, room: str) -> bool:
         return bool(self.sio.manager.rooms.get("/", {}).get(room))
 
@@ -221,7 +219,7 @@ class SxServer:
         protocol.check_type(type_)
         data_json = protocol.encode_json(data)  # refuse what JSON cannot carry before it is logged
         await self.open()
-        async with self._lock(room):
+        async with self.room_locks.hold(room):
             members = self.has_members(room)
             entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(),
                                             members, self.retention_max_messages)
@@ -268,7 +266,7 @@ class SxServer:
             raise ValueError("Invalid join: data must be an object with a room")
         room = protocol.check_room(data.get("room"))
         since = protocol.check_offset(data.get("since"))
-        async with self._lock(room):
+        async with self.room_locks.hold(room):
             await self.sio.enter_room(socket.sid, room)
             plan = plan_join(room, since, await self.store.bounds(room))
             replayed = await self._replay(socket.sid, room, plan.replay_after)

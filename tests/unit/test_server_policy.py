@@ -74,3 +74,32 @@ def test_reply_memory_forgets_a_run_that_raised():
 
     reply, calls = asyncio.run(scenario())
     assert reply["data"] == "ok" and len(calls) == 2
+
+
+def test_room_locks_serialise_a_room_and_are_forgotten_after_use():
+    import asyncio
+
+    from shotx.server.room_locks import RoomLocks
+
+    async def scenario():
+        locks, order = RoomLocks(), []
+
+        async def worker(room, n):
+            async with locks.hold(room):
+                order.append(("in", room, n))
+                await asyncio.sleep(0.001)
+                order.append(("out", room, n))
+
+        await asyncio.gather(*(worker("a", n) for n in range(3)), worker("b", 0))
+        in_a = [step for step in order if step[1] == "a"]
+        assert in_a == [("in", "a", 0), ("out", "a", 0), ("in", "a", 1), ("out", "a", 1),
+                        ("in", "a", 2), ("out", "a", 2)]
+        assert locks.held == 0
+        waiting = asyncio.ensure_future(worker("a", 9))
+        async with locks.hold("a"):
+            await asyncio.sleep(0.001)
+            waiting.cancel()  # a waiter that gives up is forgotten too
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert locks.held == 0
+
+    asyncio.run(scenario())
