@@ -4,9 +4,11 @@ Why synchronous calls on the event loop and not a thread or aiosqlite: an
 insert into a WAL database with ``synchronous=NORMAL`` costs a few
 microseconds, less than a hop to a thread and back. What costs is the
 commit, so writes are grouped: every write made during one turn of the event
-loop joins one transaction, committed by a callback scheduled on the next
-turn; each writer awaits that commit before it reports success. A sender
-therefore never broadcasts what a crash could still take back.
+loop is kept in order and run in one transaction by a callback scheduled on
+the next turn (with ``executemany`` for runs of one statement, and as a
+plain autocommit statement when the group is a single write); each writer
+awaits that commit before it reports success. A sender therefore never
+broadcasts what a crash could still take back.
 
 Remembered replies are the one write nobody waits for: ``remember`` joins
 the open group transaction and returns, so the ack leaves at once, and a
@@ -17,8 +19,7 @@ promise, only the width of a window that exists anyway: a crash before the
 commit loses the reply, and then the client either has the ack (it never
 resends) or it has not (it resends and the handler runs again), just as
 after a crash between a handler's end and its commit when the ack waits.
-Until the commit a resend still finds the reply: this connection reads its
-own open transaction.
+Until the commit a resend still finds the reply among the pending rows.
 
 An append is one INSERT: a room's head and retention floor follow from its
 log (the highest offset and the lowest one less one), and its delivered mark
@@ -32,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,7 @@ class SqliteStore:
         self._commit_scheduled = False
         self._commit_lazy = False
         self._commit_handle: asyncio.Handle | None = None
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []  # writes of this group, in order
         self._reply_rows: list[tuple[str, str, str, float]] = []  # inserted by _commit, in one call
 
     async def open(self) -> None:
@@ -130,20 +134,18 @@ class SqliteStore:
             raise RuntimeError("SqliteStore is not open: await store.open() first")
         return self._db
 
-    def _write(self, sql: str, params: tuple[Any, ...], wait: float = 0.0) -> None:
-        """Run a write inside the current group transaction, opening one if needed."""
-        self._begin(wait)
-        self.db.execute(sql, params)
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Add a write to the current group; it runs when the group commits."""
+        self._pending.append((sql, params))
+        self._schedule_commit(0.0)
 
-    def _begin(self, wait: float) -> None:
-        """Open the group transaction if needed and schedule its commit.
+    def _schedule_commit(self, wait: float) -> None:
+        """Make sure the group commits: on the next loop turn, or after ``wait``.
 
-        ``wait`` > 0 lets the commit wait that long for more writes (nobody
-        awaits it); a later write with ``wait=0`` brings it forward to the
-        next loop turn.
+        ``wait`` > 0 lets a group nobody awaits (replies only) wait that long
+        for company; a later write with ``wait=0`` brings it forward.
         """
         if not self._commit_scheduled:
-            self.db.execute("BEGIN")
             self._commit_scheduled = True
             loop = asyncio.get_running_loop()
             self._commit_handle = loop.call_later(wait, self._commit) if wait else loop.call_soon(self._commit)
@@ -154,18 +156,37 @@ class SqliteStore:
             self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
             self._commit_lazy = False
 
+    def _apply_pending(self) -> None:
+        """Run the group's writes now, in its open transaction, for a read that must see them."""
+        if not self._pending and not self._reply_rows:
+            return
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        statements, self._pending = self._pending, []
+        rows, self._reply_rows = self._reply_rows, []
+        for sql, run in groupby(statements, key=itemgetter(0)):
+            self.db.executemany(sql, [params for _, params in run])
+        if rows:
+            self.db.executemany(_REMEMBER, rows)
+
     def _commit(self) -> None:
         if not self._commit_scheduled:
             return
         self._commit_scheduled = False
         waiters, self._waiters = self._waiters, []
-        rows, self._reply_rows = self._reply_rows, []
         try:
-            if rows:
-                self.db.executemany(_REMEMBER, rows)
-            self.db.execute("COMMIT")
+            if len(self._pending) == 1 and not self._reply_rows and not self.db.in_transaction:
+                (sql, params), = self._pending  # one write: its own (autocommit) transaction
+                self._pending = []
+                self.db.execute(sql, params)
+            else:
+                self._apply_pending()
+                if self.db.in_transaction:
+                    self.db.execute("COMMIT")
         except sqlite3.Error as error:
-            self.db.execute("ROLLBACK")
+            self._pending, self._reply_rows = [], []
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             self._rooms.clear()  # cached heads may now be ahead of the file
             for waiter in waiters:
                 if not waiter.done():
@@ -178,6 +199,10 @@ class SqliteStore:
     async def _durable(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        # The commit was queued (call_soon) before this task yields, so it runs
+        # first in the next turn and this task resumes in that same turn, done:
+        # one loop turn per write instead of two (commit, then wake-up).
+        await asyncio.sleep(0)
         await waiter
 
     def _room(self, room: str) -> RoomBounds:
@@ -233,6 +258,7 @@ class SqliteStore:
             await self._durable()
 
     async def drop_older_than(self, ts: float) -> int:
+        self._apply_pending()  # count what this group already dropped as gone
         old = self.db.execute(
             "SELECT room, MAX(offset), COUNT(*) FROM room_log WHERE ts < ? GROUP BY room", (ts,)).fetchall()
         for room, highest, _ in old:
@@ -245,7 +271,7 @@ class SqliteStore:
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
         self._reply_rows.append((principal, message_id, reply_json, ts))
-        self._begin(REPLY_COMMIT_DELAY)
+        self._schedule_commit(REPLY_COMMIT_DELAY)
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
         for row_principal, row_id, text, _ in reversed(self._reply_rows):  # not inserted yet
@@ -256,10 +282,7 @@ class SqliteStore:
         return None if row is None else json.loads(row[0])
 
     async def forget_replies_before(self, ts: float) -> int:
-        if self._reply_rows:  # insert what is pending first, so that the DELETE sees it
-            rows, self._reply_rows = self._reply_rows, []
-            self._begin(0)
-            self.db.executemany(_REMEMBER, rows)
+        self._apply_pending()  # pending replies count too
         count = self.db.execute("SELECT COUNT(*) FROM replies WHERE ts < ?", (ts,)).fetchone()[0]
         if count:
             self._write("DELETE FROM replies WHERE ts < ?", (ts,))

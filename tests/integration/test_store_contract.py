@@ -172,3 +172,27 @@ async def test_a_second_sqlite_store_on_one_file_is_refused_clearly(tmp_path):
         assert (await again.bounds("r")).head == 2
     finally:
         await again.close()
+
+
+async def test_sqlite_group_commit_failure_fails_its_writers_and_the_store_recovers(tmp_path):
+    """Writes made in one loop turn commit together; if that commit fails, every
+    writer of the group gets the error, nothing of the group is kept, and the
+    store reloads its bounds from the file."""
+    import asyncio
+    import sqlite3
+
+    store = await reopened(tmp_path / "fail.sqlite3")
+    try:
+        await store.append("r", "t", "1", "1", 1.0, False, 10)
+        # a row the store does not know about takes offset 3 (as if written behind its back)
+        store.db.execute("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES ('r', 3, 'x', 't', '0', 1.0)")
+        results = await asyncio.gather(store.append("r", "t", "2", "2", 1.0, False, 10),
+                                       store.append("r", "t", "3", "3", 1.0, False, 10),
+                                       store.append("other", "t", "4", "4", 1.0, False, 10),
+                                       return_exceptions=True)
+        assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
+        assert [e.id for e in await store.read("r", 0, 10)] == ["1", "x"]
+        assert await store.read("other", 0, 10) == []
+        assert (await store.append("r", "t", "5", "5", 1.0, False, 10)).offset == 4
+    finally:
+        await store.close()
