@@ -41,6 +41,9 @@ class MemoryStore:
         self._bounds[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
         return entry
 
+    async def flushed(self) -> None:
+        return None
+
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
         log = self._logs.get(room)
         if not log:

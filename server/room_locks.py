@@ -1,4 +1,11 @@
-"""Per-room locks that do not outlive their use."""
+"""Per-room ordering: locks, and the order of live deliveries.
+
+A room send appends under the room's lock (offsets are handed out in call
+order) and awaits its commit after releasing it, so that concurrent sends to
+one room share a commit. :class:`DeliveryOrder` then makes their broadcasts
+leave in offset order, and lets a join wait until every send before it has
+been delivered. Neither keeps anything for a room nobody is using.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +65,46 @@ class _HeldRoom:
             del self._locks[self._room]
         else:
             self._locks[self._room] = (lock, users - 1)
+
+
+class DeliveryOrder:
+    """Live broadcasts of a room, one after another in the order sends took their turn.
+
+    >>> order = DeliveryOrder()
+    >>> async def send():
+    ...     previous, mine = order.take("news")   # under the room lock, right after the append
+    ...     try:
+    ...         await order.wait(previous)        # after the commit: the earlier sends went out
+    ...         ...                               # broadcast
+    ...     finally:
+    ...         order.done("news", mine)
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, asyncio.Future[None]] = {}
+
+    def take(self, room: str) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+        """The previous send's future (None if it is done) and this send's own."""
+        previous = self._last.get(room)
+        mine = self._last[room] = asyncio.get_running_loop().create_future()
+        return previous, mine
+
+    @staticmethod
+    async def wait(previous: asyncio.Future[None] | None) -> None:
+        """Wait for a turn; shielded, so that a waiter's cancellation never breaks the chain."""
+        if previous is not None and not previous.done():
+            await asyncio.shield(previous)
+
+    def done(self, room: str, mine: asyncio.Future[None]) -> None:
+        if not mine.done():
+            mine.set_result(None)
+        if self._last.get(room) is mine:
+            del self._last[room]
+
+    async def settled(self, room: str) -> None:
+        """Return once every send that took its turn so far has finished."""
+        await self.wait(self._last.get(room))
+
+    @property
+    def busy(self) -> int:
+        return len(self._last)

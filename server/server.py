@@ -24,7 +24,7 @@ from shotx.client import protocol
 
 from .memory_store import MemoryStore
 from .replies import Reply, ReplyMemory
-from .room_locks import RoomLocks
+from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
@@ -114,6 +114,7 @@ class SxServer:
         self.auth_handler: AuthHandler = lambda token, socket: {}
         self.sockets: dict[str, SxSocket] = {}
         self.room_locks = RoomLocks()
+        self.delivery_order = DeliveryOrder()
         self._opened: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         options = {"async_mode": "aiohttp", "cors_allowed_origins": cors_allowed_origins,
@@ -223,8 +224,14 @@ class SxServer:
             members = self.has_members(room)
             entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(),
                                             members, self.retention_max_messages)
+            previous, mine = self.delivery_order.take(room)
+        try:  # outside the lock: sends to this room made meanwhile share the commit
+            await self.store.flushed()
+            await self.delivery_order.wait(previous)
             if members:
                 await self._deliver(entry, room=room)
+        finally:
+            self.delivery_order.done(room, mine)
         log.debug("room %s: %s at offset %d (%s)", room, type_, entry.offset, "live" if members else "stored")
         return {"id": entry.id, "offset": entry.offset}
 
@@ -267,6 +274,7 @@ class SxServer:
         room = protocol.check_room(data.get("room"))
         since = protocol.check_offset(data.get("since"))
         async with self.room_locks.hold(room):
+            await self.delivery_order.settled(room)  # sends before this join are logged and out
             await self.sio.enter_room(socket.sid, room)
             plan = plan_join(room, since, await self.store.bounds(room))
             replayed = await self._replay(socket.sid, room, plan.replay_after)

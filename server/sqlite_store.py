@@ -239,10 +239,15 @@ class SqliteStore:
             floor = entry.offset - max_messages
             self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, floor))
         self._rooms[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
-        await self._durable()
         return entry
 
+    async def flushed(self) -> None:
+        if self._commit_scheduled:
+            self._schedule_commit(0.0)  # a reply-only group waiting for company commits now
+            await self._durable()
+
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
+        self._apply_pending()  # read your writes: appends of this group, not committed yet
         rows = self.db.execute(
             "SELECT offset, id, type, data, ts FROM room_log WHERE room = ? AND offset > ? "
             "ORDER BY offset LIMIT ?", (room, after, limit)).fetchall()

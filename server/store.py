@@ -59,12 +59,18 @@ class Store(Protocol):
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
-        """Add a message (its data as JSON text) at ``head + 1``; durable when this returns.
+        """Add a message (its data as JSON text) at ``head + 1``.
 
+        Reads see it when this returns; it is durable once :meth:`flushed`
+        returns. The two are apart so that a server can release a room's lock
+        before the commit, and sends to one room can share one.
         ``delivered`` marks it as received (the room had members), which moves
         the room's ``delivered`` mark; ``max_messages`` drops the oldest
         entries beyond that count in the same write.
         """
+
+    async def flushed(self) -> None:
+        """Return once every write made before the call is durable."""
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
         """Entries with ``offset > after`` in offset order, at most ``limit``."""

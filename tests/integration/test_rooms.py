@@ -194,3 +194,25 @@ async def test_replay_and_live_sends_interleave_without_gaps_or_duplicates(start
     await wait_until(lambda: len(got) >= 400)
     await asyncio.sleep(0.1)
     assert got == list(range(1, 401))
+
+
+async def test_concurrent_sends_to_one_room_share_commits_and_arrive_in_offset_order(
+        start_server, make_client, wait_until, tmp_path):
+    server = await start_server(store=str(tmp_path / "rooms.sqlite3"))
+    commits, commit = [], server.sx.store._commit
+
+    def counted():
+        commits.append(len(server.sx.store._pending))
+        commit()
+
+    server.sx.store._commit = counted
+    client, got = make_client(server.url), []
+    client.on_message("notification", lambda data, meta: got.append((meta["offset"], data["n"])))
+    await client.connect("t")
+    await client.join("crowd")
+    sent = await asyncio.gather(*(server.sx.to("crowd").send("notification", {"n": n}) for n in range(200)))
+    assert [reply["offset"] for reply in sent] == list(range(1, 201))  # offsets in call order
+    await wait_until(lambda: len(got) == 200)
+    assert got == [(n + 1, n) for n in range(200)]  # live, in offset order
+    assert len(commits) < 20, commits  # 200 sends, a handful of group commits
+    assert server.sx.delivery_order.busy == 0 and server.sx.room_locks.held == 0

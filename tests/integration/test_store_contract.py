@@ -25,6 +25,16 @@ async def test_append_assigns_offsets_per_room_and_reads_in_order(store):
     assert await store.read("a", 3, 10) == [] and await store.read("none", 0, 10) == []
 
 
+async def test_appends_are_read_at_once_and_durable_once_flushed(store):
+    entry = await store.append("r", "t", json.dumps({"n": 1}), "1", 1.0, False, 10)
+    entry2 = await store.append("r", "t", json.dumps({"n": 2}), "2", 1.0, False, 10)
+    assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2"] and (entry.offset, entry2.offset) == (1, 2)
+    await store.flushed()
+    if isinstance(store, SqliteStore):  # committed: no write of the group is left open or pending
+        assert not store.db.in_transaction and not store._pending
+    await store.flushed()  # nothing pending: returns at once
+
+
 async def test_bounds_track_head_floor_and_delivered(store):
     assert (await store.bounds("r")).head == 0
     await store.append("r", "t", json.dumps(1), "1", 1.0, False, 10)
@@ -186,10 +196,11 @@ async def test_sqlite_group_commit_failure_fails_its_writers_and_the_store_recov
         await store.append("r", "t", "1", "1", 1.0, False, 10)
         # a row the store does not know about takes offset 3 (as if written behind its back)
         store.db.execute("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES ('r', 3, 'x', 't', '0', 1.0)")
-        results = await asyncio.gather(store.append("r", "t", "2", "2", 1.0, False, 10),
-                                       store.append("r", "t", "3", "3", 1.0, False, 10),
-                                       store.append("other", "t", "4", "4", 1.0, False, 10),
-                                       return_exceptions=True)
+        async def send(room, message_id):  # as the server does: append, then await the commit
+            await store.append(room, "t", message_id, message_id, 1.0, False, 10)
+            await store.flushed()
+
+        results = await asyncio.gather(send("r", "2"), send("r", "3"), send("other", "4"), return_exceptions=True)
         assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
         assert [e.id for e in await store.read("r", 0, 10)] == ["1", "x"]
         assert await store.read("other", 0, 10) == []
