@@ -115,6 +115,7 @@ class SxServer:
         self.sockets: dict[str, SxSocket] = {}
         self.room_locks = RoomLocks()
         self.delivery_order = DeliveryOrder()
+        self._background_tasks: set[asyncio.Task[None]] = set()
         self._opened: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         options = {"async_mode": "aiohttp", "cors_allowed_origins": cors_allowed_origins,
@@ -226,14 +227,44 @@ class SxServer:
                                             members, self.retention_max_messages)
             previous, mine = self.delivery_order.take(room)
         try:  # outside the lock: sends to this room made meanwhile share the commit
+            await self._deliver_in_order(entry, members, previous, mine)
+        except asyncio.CancelledError:  # logged already: it must still go out, in its turn
+            self._background(self._finish_delivery(entry, members, previous, mine))
+            raise
+        log.debug("room %s: %s at offset %d (%s)", room, type_, entry.offset, "live" if members else "stored")
+        return {"id": entry.id, "offset": entry.offset}
+
+    async def _deliver_in_order(self, entry: LogEntry, members: bool, previous: asyncio.Future[None] | None,
+                                mine: asyncio.Future[None]) -> None:
+        """Once committed and after the room's earlier sends, broadcast; then pass the turn on.
+
+        A cancellation leaves the turn taken: :meth:`_finish_delivery` goes on with it.
+        """
+        try:
             await self.store.flushed()
             await self.delivery_order.wait(previous)
             if members:
-                await self._deliver(entry, room=room)
+                await self._deliver(entry, room=entry.room)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self.delivery_order.done(entry.room, mine)
+            raise
+        self.delivery_order.done(entry.room, mine)
+
+    async def _finish_delivery(self, entry: LogEntry, members: bool, previous: asyncio.Future[None] | None,
+                               mine: asyncio.Future[None]) -> None:
+        try:
+            await self._deliver_in_order(entry, members, previous, mine)
+        except Exception:
+            log.exception("room %s: offset %d could not be delivered live", entry.room, entry.offset)
         finally:
-            self.delivery_order.done(room, mine)
-        log.debug("room %s: %s at offset %d (%s)", room, type_, entry.offset, "live" if members else "stored")
-        return {"id": entry.id, "offset": entry.offset}
+            self.delivery_order.done(entry.room, mine)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
 
     def _writes_frames(self) -> bool:
         """True when room messages may skip python-socketio's emit (see :meth:`_deliver`).

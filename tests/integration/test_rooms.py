@@ -216,3 +216,19 @@ async def test_concurrent_sends_to_one_room_share_commits_and_arrive_in_offset_o
     assert got == [(n + 1, n) for n in range(200)]  # live, in offset order
     assert len(commits) < 20, commits  # 200 sends, a handful of group commits
     assert server.sx.delivery_order.busy == 0 and server.sx.room_locks.held == 0
+
+
+async def test_a_send_cancelled_while_committing_still_goes_out_live_in_its_turn(
+        start_server, make_client, wait_until, tmp_path):
+    server = await start_server(store=str(tmp_path / "cancel.sqlite3"))
+    client, got = make_client(server.url), []
+    client.on_message("notification", lambda data, meta: got.append((meta["offset"], data["n"])))
+    await client.connect("t")
+    await client.join("r")
+    first = asyncio.ensure_future(server.sx.to("r").send("notification", {"n": 1}))
+    await asyncio.sleep(0)  # it has appended and now awaits its commit
+    first.cancel()
+    second = await server.sx.to("r").send("notification", {"n": 2})
+    await wait_until(lambda: len(got) == 2)
+    assert got == [(1, 1), (2, 2)] and second["offset"] == 2 and first.cancelled()
+    assert server.sx.delivery_order.busy == 0
