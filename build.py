@@ -314,8 +314,8 @@ def add_pyodide_bytecode(wheels: list[Path], stdlib: Path | None, out: Path) -> 
 
     Pyodide's npm package and PyPI's wheels ship sources only, so every
     import in the browser compiled first: with bytecode, a warm start of
-    Pyodide alone went from ~3.1 s to ~1.1 s and our package's import from
-    ~30 ms to ~10 ms (bench/results-browser.md). The pycs are unchecked-hash,
+    Pyodide alone went from ~3.2 s to ~1.1 s on this machine (back to back)
+    and our package's import from ~30 ms to ~15 ms. The pycs are unchecked-hash,
     so nothing compares them with sources that are not there. Returns the
     compiled wheels (same names, in ``out``); the stdlib zip (if given) is
     replaced in place. The wheel for PyPI/CPython is built separately and stays
