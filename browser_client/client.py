@@ -318,10 +318,9 @@ class SxClient:
     async def _adopt_join_answer(self, room: str, answer: dict[str, Any]) -> None:
         if answer.get("missed"):
             log.warning("room %s: %s messages expired before we rejoined", room, answer["missed"])
-        head, last = answer.get("head"), self.rooms.offsets.get(room)
-        if isinstance(head, int) and last is not None and head < last:
-            self.rooms.offsets[room] = head  # the server's log was reset
-            await self.store.save_room(room, head)
+        if self.rooms.adopt_reset(room, answer.get("since"), answer.get("head")):
+            log.warning("room %s: the server's log is behind our offset (reset?): back to %s", room, answer["head"])
+            await self.store.save_room(room, answer["head"])
 
     def on_message(self, type_: str, handler: Handler | None = None) -> Any:
         """Handle server messages of ``type_`` with ``handler(data[, meta])``.

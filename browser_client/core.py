@@ -209,6 +209,24 @@ class RoomBook:
         self.offsets[room] = offset
         return True
 
+    def adopt_reset(self, room: str, since: Any, head: Any) -> bool:
+        """After a join: True (and the offset set back to ``head``) if the
+        server's log is behind the ``since`` we sent, i.e. it was reset.
+
+        Compared with ``since``, not with the offset now: messages that
+        arrived live after the server answered have offsets above its head.
+
+        >>> book = RoomBook({"r": 9})
+        >>> book.adopt_reset("r", 3, 8), book.offsets["r"]
+        (False, 9)
+        >>> book.adopt_reset("r", 9, 2), book.offsets["r"]
+        (True, 2)
+        """
+        if room not in self.offsets or not isinstance(head, int) or not isinstance(since, int) or head >= since:
+            return False
+        self.offsets[room] = head
+        return True
+
     def skipped_to(self, room: str, head: int) -> bool:
         """Adopt the server's head after a join that replayed nothing older."""
         if room not in self.offsets:

@@ -232,3 +232,23 @@ async def test_a_send_cancelled_while_committing_still_goes_out_live_in_its_turn
     await wait_until(lambda: len(got) == 2)
     assert got == [(1, 1), (2, 2)] and second["offset"] == 2 and first.cancelled()
     assert server.sx.delivery_order.busy == 0
+
+
+async def test_a_server_whose_log_restarted_is_followed_from_its_head(start_server, make_client, wait_until):
+    """A memory-store server restarts empty: the rejoin (since 3) finds head 0, and
+    the client takes the server's new offsets instead of dropping 1..3 as seen."""
+    first = await start_server()
+    client, got = make_client(first.url), []
+    collect(client, got)
+    await client.connect("t")
+    await client.join("news")
+    for n in range(1, 4):
+        await first.sx.to("news").send("notification", {"n": n})
+    await wait_until(lambda: got == [1, 2, 3])
+    port = first.port
+    await first.stop()
+    second = await start_server(port=port)
+    await wait_until(lambda: client.join_answers.get("news", {}).get("head") == 0 and client.rooms.offsets["news"] == 0)
+    for n in range(4, 6):
+        await second.sx.to("news").send("notification", {"n": n})
+    await wait_until(lambda: got == [1, 2, 3, 4, 5])

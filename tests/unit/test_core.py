@@ -130,3 +130,13 @@ def test_outbox_sync_drops_what_another_tab_flushed_and_keeps_our_own():
     box.sync([box.pending()[1], theirs], keep={mine.id})
     assert [r.data for r in box.pending()] == ["b", "mine", "t"]
     assert box.add("message", {"type": "t"}, "next").seq == 10
+
+
+def test_a_join_answer_resets_the_offset_only_when_the_log_is_behind_our_since():
+    book = RoomBook({"r": 9, "fresh": None})
+    # live messages 4..9 were handled before the answer to "since 3" (head 8) was read
+    assert book.adopt_reset("r", 3, 8) is False and book.offsets["r"] == 9
+    assert book.adopt_reset("fresh", None, 0) is False and book.offsets["fresh"] is None
+    assert book.adopt_reset("gone", 9, 1) is False and "gone" not in book.offsets
+    # the server's log restarted below what we had
+    assert book.adopt_reset("r", 9, 2) is True and book.offsets["r"] == 2
