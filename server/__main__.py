@@ -24,6 +24,10 @@ from .socket import SxSocket
 DEMO_ROOM = "user-room"
 
 
+# The demo app's SxServer, for code that gets the app (tests, embedding).
+SX = web.AppKey("sx", SxServer)
+
+
 def build_app(store: str, web_dir: Path | None, interval: float) -> web.Application:
     app = web.Application()
     sx = SxServer(app, store=store)
@@ -54,7 +58,10 @@ def build_app(store: str, web_dir: Path | None, interval: float) -> web.Applicat
     async def demo_publish(request: web.Request) -> web.Response:
         """Publish to a room over plain HTTP: ``POST /demo/publish?room=r`` with a JSON body."""
         room = request.query.get("room", DEMO_ROOM)
-        return web.json_response(await sx.to(room).send("notification", await request.json()))
+        try:
+            return web.json_response(await sx.to(room).send("notification", await request.json()))
+        except (ValueError, TypeError) as error:  # no JSON body, NaN, an empty room name
+            return web.json_response({"error": f"cannot publish: {error}"}, status=400)
 
     app.router.add_get("/demo/handled", demo_handled)
     app.router.add_post("/demo/publish", demo_publish)
@@ -66,7 +73,7 @@ def build_app(store: str, web_dir: Path | None, interval: float) -> web.Applicat
 
         app.router.add_get("/", index)
         app.router.add_static("/", web_dir, show_index=False, follow_symlinks=True)
-    app["sx"] = sx
+    app[SX] = sx
     return app
 
 
