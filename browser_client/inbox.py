@@ -13,22 +13,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import protocol
 from .core import RoomBook
 from .store import ClientStore
 
 log = logging.getLogger("shotx.client")
 Handler = Callable[..., Any]
-
-
-def arity(fn: Callable[..., Any]) -> int:
-    """How many of ``(data, meta)`` a handler takes, so ``handler(data)`` works too."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 2
-    return min(2, sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
 
 
 class Inbox:
@@ -40,7 +30,7 @@ class Inbox:
         self._task: asyncio.Task[None] | None = None
 
     def on(self, type_: str, handler: Handler) -> None:
-        self.handlers[type_] = (handler, arity(handler))
+        self.handlers[type_] = (handler, protocol.handler_arity(handler, 2))
 
     def put(self, message: Any) -> None:
         if self._task is None:

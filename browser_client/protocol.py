@@ -19,9 +19,11 @@ Wire summary (Socket.IO, default path ``/shotx/``, handshake ``auth: {token}``):
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 MESSAGE_EVENT: Final = "message"
@@ -146,6 +148,25 @@ def encoded_size(payload: Any) -> int:
     Raises like :func:`encode_json`.
     """
     return len(encode_json(payload).encode())
+
+
+def handler_arity(fn: Callable[..., Any], most: int) -> int:
+    """How many of the ``most`` arguments Shotx passes a handler takes.
+
+    Handlers may leave trailing ones out (the server passes ``data, socket,
+    meta``, the client ``data, meta``); ``*args`` or a signature Python cannot
+    read takes them all.
+
+    >>> handler_arity(lambda data: None, 2), handler_arity(lambda data, socket, meta: None, 3)
+    (1, 3)
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return most
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return most
+    return min(most, sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
 
 
 def check_type(type_: Any) -> str:

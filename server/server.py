@@ -54,15 +54,6 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
-def _takes_meta(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
-
-
 class RoomSender:
     """What ``sx.to(room)`` returns: ``await sx.to("news").send("notification", data)``."""
 
@@ -159,7 +150,7 @@ class SxServer:
                 self.on_message(type_, fn)
                 return fn
             return decorate
-        self.message_handlers[type_] = (handler, _takes_meta(handler))
+        self.message_handlers[type_] = (handler, protocol.handler_arity(handler, 3) == 3)
         return self
 
     def to(self, room: str) -> RoomSender:

@@ -101,3 +101,20 @@ def test_error_tree_and_texts():
     assert str(AuthError("AUTH_FAIL")) == "AUTH_FAIL" and AuthError("AUTH_FAIL").code == "AUTH_FAIL"
     assert MessageError(2004, "boom").code == 2004 and str(MessageError(2004, "boom")) == "boom"
     assert PayloadTooLarge(10, 5).code == "PAYLOAD_TOO_LARGE"
+
+
+def test_handler_arity_counts_what_a_handler_takes():
+    def data_only(data):
+        return data
+
+    def everything(*args):
+        return args
+
+    async def with_meta(data, meta, extra=None):
+        return meta
+
+    assert protocol.handler_arity(data_only, 2) == 1
+    assert protocol.handler_arity(everything, 3) == 3
+    assert protocol.handler_arity(with_meta, 2) == 2  # capped at what is passed
+    assert protocol.handler_arity(lambda: None, 2) == 0
+    assert protocol.handler_arity(print, 3) == 3  # a builtin without a readable signature
