@@ -28,6 +28,12 @@ log (the highest offset and the lowest one less one), and its delivered mark
 from the highest entry flagged ``live``. The ``rooms`` row is written only
 for what the log cannot tell: a mark moved by a backlog delivery, and the
 head and floor of a log that retention by age may empty.
+
+Retention by count moves a room's floor with every append to a full room,
+but rows below the floor are deleted ``RETENTION_SWEEP`` at a time (reads
+never look below the floor), so a full room's append stays one INSERT. The
+one visible effect: after a restart, up to that many rows older than the
+floor may be kept until the next sweep, never fewer than promised.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ CREATE TABLE IF NOT EXISTS replies (
 REPLY_COMMIT_DELAY = 0.05
 # How long open() waits for another process's lock on the file (seconds).
 LOCK_TIMEOUT = 2.0
+# Rows below a room's floor deleted in one statement (retention by count).
+RETENTION_SWEEP = 100
 
 _REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
 _SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered) VALUES (?, ?, ?, ?) "
@@ -77,6 +85,7 @@ class SqliteStore:
         self.path = str(path)
         self._db: sqlite3.Connection | None = None
         self._rooms: dict[str, RoomBounds] = {}
+        self._swept: dict[str, int] = {}  # per room: rows at or below this offset are deleted
         self._waiters: list[asyncio.Future[None]] = []
         self._commit_scheduled = False
         self._commit_lazy = False
@@ -123,6 +132,7 @@ class SqliteStore:
     async def close(self) -> None:
         if self._db is None:
             return
+        self._sweep_all()  # a clean shutdown leaves no row below a floor
         if self._commit_scheduled:
             self._commit()
         if self._commit_handle is not None:
@@ -190,6 +200,7 @@ class SqliteStore:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             self._rooms.clear()  # cached heads may now be ahead of the file
+            self._swept.clear()
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(error)
@@ -220,7 +231,9 @@ class SqliteStore:
         lowest, highest = self.db.execute(
             "SELECT MIN(offset), MAX(offset) FROM room_log WHERE room = ?", (room,)).fetchone()
         if highest is None:  # an empty log: nothing was sent, or retention took it all
+            self._swept[room] = saved.head
             return RoomBounds(saved.head, saved.head, min(saved.delivered, saved.head))
+        self._swept[room] = lowest - 1
         live = self.db.execute("SELECT MAX(offset) FROM room_log WHERE room = ? AND live",
                                (room,)).fetchone()[0] or 0
         head = max(saved.head, highest)
@@ -236,12 +249,22 @@ class SqliteStore:
         entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
         self._write("INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (room, entry.offset, message_id, type_, data_json, ts, delivered))
-        floor = bounds.floor
-        if entry.offset - floor > max_messages:  # the log keeps entries, so it still tells the floor
-            floor = entry.offset - max_messages
-            self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, floor))
+        floor = max(bounds.floor, entry.offset - max_messages)
+        if floor - self._swept.get(room, 0) >= RETENTION_SWEEP:
+            self._sweep(room, floor)
         self._rooms[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
         return entry
+
+    def _sweep_all(self) -> None:
+        for room, bounds in self._rooms.items():
+            if bounds.floor > self._swept.get(room, 0):
+                self._sweep(room, bounds.floor)
+
+    def _sweep(self, room: str, floor: int) -> None:
+        """Delete a room's rows at or below its floor (the log keeps newer ones, so it
+        still tells the floor)."""
+        self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, floor))
+        self._swept[room] = floor
 
     async def flushed(self) -> None:
         if self._commit_scheduled:
@@ -250,6 +273,7 @@ class SqliteStore:
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
         self._apply_pending()  # read your writes: appends of this group, not committed yet
+        after = max(after, self._room(room).floor)  # rows below it may wait for their sweep
         rows = self.db.execute(
             "SELECT offset, id, type, data, ts FROM room_log WHERE room = ? AND offset > ? "
             "ORDER BY offset LIMIT ?", (room, after, limit)).fetchall()
@@ -265,12 +289,13 @@ class SqliteStore:
             await self._durable()
 
     async def drop_older_than(self, ts: float) -> int:
-        self._apply_pending()  # count what this group already dropped as gone
+        self._sweep_all()  # rows retention by count dropped already are not this pass's
+        self._apply_pending()
         old = self.db.execute(
             "SELECT room, MAX(offset), COUNT(*) FROM room_log WHERE ts < ? GROUP BY room", (ts,)).fetchall()
         for room, highest, _ in old:
-            self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, highest))
             bounds = self._room(room)
+            self._sweep(room, highest)
             self._save_room(room, RoomBounds(bounds.head, max(bounds.floor, highest), bounds.delivered))
         if old:
             await self._durable()

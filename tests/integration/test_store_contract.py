@@ -207,3 +207,25 @@ async def test_sqlite_group_commit_failure_fails_its_writers_and_the_store_recov
         assert (await store.append("r", "t", "5", "5", 1.0, False, 10)).offset == 4
     finally:
         await store.close()
+
+
+async def test_sqlite_retention_by_count_sweeps_in_batches_and_reads_never_see_below_the_floor(tmp_path):
+    from shotx.server.sqlite_store import RETENTION_SWEEP
+
+    path = tmp_path / "sweep.sqlite3"
+    store = await reopened(path)
+    total = 3 * RETENTION_SWEEP + 7
+    for n in range(1, total + 1):
+        await store.append("r", "t", json.dumps(n), str(n), 1.0, False, 10)
+    await store.flushed()
+    rows = store.db.execute("SELECT COUNT(*) FROM room_log WHERE room = 'r'").fetchone()[0]
+    assert 10 <= rows < 10 + RETENTION_SWEEP  # swept a batch at a time, never more than the slack
+    assert [e.offset for e in await store.read("r", 0, 100)] == list(range(total - 9, total + 1))
+    assert (await store.bounds("r")).floor == total - 10
+    await store.close()  # a clean shutdown sweeps the rest
+    again = await reopened(path)
+    try:
+        assert again.db.execute("SELECT COUNT(*) FROM room_log WHERE room = 'r'").fetchone()[0] == 10
+        assert (await again.bounds("r")).floor == total - 10
+    finally:
+        await again.close()
