@@ -1,4 +1,8 @@
-"""Idempotent resends: run a handler once per ``(principal, message id)``.
+"""What a message gets back: its handler's reply, and that reply again for a resend.
+
+:func:`run_handler` runs a handler (sync or async, with an optional
+timeout) and shapes Shotx's reply, errors included. :class:`ReplyMemory`
+makes resends idempotent: a handler runs once per ``(principal, message id)``.
 
 A client resends every message whose ack it did not see. If the first copy
 is still running, the resend waits for the same result; if it finished, the
@@ -17,15 +21,40 @@ the cache.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from shotx.client import protocol
+
 from .store import Store
 
+log = logging.getLogger("shotx.server")
 Reply = dict[str, Any]
+
+
+async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
+                      sid: str, type_: str) -> tuple[Reply, str]:
+    """The handler's reply and its JSON (encoding it is also the check that
+    python-socketio will be able to send it); a raise or a timeout becomes
+    a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
+    try:
+        result = handler(*args)
+        if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
+            result = await (asyncio.wait_for(result, timeout) if timeout else result)
+        reply = protocol.success(result)
+        return reply, json.dumps(reply)
+    except asyncio.TimeoutError:
+        log.error("[%s] %s: handler timed out", sid, type_)
+        reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {timeout}s")
+    except Exception as error:
+        log.exception("[%s] %s: handler raised", sid, type_)
+        reply = protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
+    return reply, json.dumps(reply)
 
 
 class ReplyMemory:

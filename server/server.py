@@ -23,7 +23,7 @@ from aiohttp import web
 from shotx.client import protocol
 
 from .memory_store import MemoryStore
-from .replies import Reply, ReplyMemory
+from .replies import Reply, ReplyMemory, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
@@ -379,20 +379,6 @@ class SxServer:
 
     async def _run(self, found: tuple[Handler, bool], data: Any, socket: SxSocket,
                    meta: dict[str, Any]) -> tuple[Reply, str]:
-        """Run a handler; the reply and its JSON (encoding it is also the check
-        that python-socketio will be able to send it)."""
         handler, takes_meta = found
         args = (data, socket, meta) if takes_meta else (data, socket)
-        try:
-            result = handler(*args)
-            if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
-                result = await (asyncio.wait_for(result, self.handler_timeout) if self.handler_timeout else result)
-            reply = protocol.success(result)
-            return reply, json.dumps(reply)
-        except asyncio.TimeoutError:
-            log.error("[%s] %s: handler timed out", socket.sid, meta["type"])
-            reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {self.handler_timeout}s")
-        except Exception as error:
-            log.exception("[%s] %s: handler raised", socket.sid, meta["type"])
-            reply = protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
-        return reply, json.dumps(reply)
+        return await run_handler(handler, args, self.handler_timeout, socket.sid, meta["type"])
