@@ -16,9 +16,9 @@ from typing import Any
 class RoomLocks:
     """One lock per room, kept only while someone holds or waits for it.
 
-    A room's offsets are handed out and broadcast in order under its lock
-    (and a join's replay runs under it), so a server that sees a million
-    rooms must not keep a million locks.
+    A room's offsets are handed out under its lock (and a join's replay
+    runs under it), so a server that sees a million rooms must not keep a
+    million locks.
 
     >>> locks = RoomLocks()
     >>> async def use():

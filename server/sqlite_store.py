@@ -91,7 +91,6 @@ class SqliteStore:
         self._commit_lazy = False
         self._commit_handle: asyncio.Handle | None = None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []  # writes of this group, in order
-        self._reply_rows: list[tuple[str, str, str, float]] = []  # inserted by _commit, in one call
 
     async def open(self) -> None:
         if self._db is not None:
@@ -170,16 +169,13 @@ class SqliteStore:
 
     def _apply_pending(self) -> None:
         """Run the group's writes now, in its open transaction, for a read that must see them."""
-        if not self._pending and not self._reply_rows:
+        if not self._pending:
             return
         if not self.db.in_transaction:
             self.db.execute("BEGIN")
         statements, self._pending = self._pending, []
-        rows, self._reply_rows = self._reply_rows, []
         for sql, run in groupby(statements, key=itemgetter(0)):
             self.db.executemany(sql, [params for _, params in run])
-        if rows:
-            self.db.executemany(_REMEMBER, rows)
 
     def _commit(self) -> None:
         if not self._commit_scheduled:
@@ -187,7 +183,7 @@ class SqliteStore:
         self._commit_scheduled = False
         waiters, self._waiters = self._waiters, []
         try:
-            if len(self._pending) == 1 and not self._reply_rows and not self.db.in_transaction:
+            if len(self._pending) == 1 and not self.db.in_transaction:
                 (sql, params), = self._pending  # one write: its own (autocommit) transaction
                 self._pending = []
                 self.db.execute(sql, params)
@@ -196,7 +192,7 @@ class SqliteStore:
                 if self.db.in_transaction:
                     self.db.execute("COMMIT")
         except sqlite3.Error as error:
-            self._pending, self._reply_rows = [], []
+            self._pending = []
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             self._rooms.clear()  # cached heads may now be ahead of the file
@@ -302,13 +298,13 @@ class SqliteStore:
         return sum(count for _, _, count in old)
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
-        self._reply_rows.append((principal, message_id, reply_json, ts))
+        self._pending.append((_REMEMBER, (principal, message_id, reply_json, ts)))
         self._schedule_commit(REPLY_COMMIT_DELAY)
 
     async def recall(self, principal: str, message_id: str) -> Any | None:
-        for row_principal, row_id, text, _ in reversed(self._reply_rows):  # not inserted yet
-            if row_id == message_id and row_principal == principal:
-                return json.loads(text)
+        for sql, params in reversed(self._pending):  # not inserted yet
+            if sql is _REMEMBER and params[1] == message_id and params[0] == principal:
+                return json.loads(params[2])
         row = self.db.execute("SELECT reply FROM replies WHERE principal = ? AND id = ?",
                               (principal, message_id)).fetchone()
         return None if row is None else json.loads(row[0])
