@@ -11,6 +11,12 @@ def collect(client, into, type_="notification"):
     client.on_message(type_, lambda data, meta: into.append(data["n"]))
 
 
+async def publish(sx, room, numbers):
+    """Room sends of ``{"n": n}``, one after another."""
+    for n in numbers:
+        await sx.to(room).send("notification", {"n": n})
+
+
 async def test_join_receive_leave_then_nothing(start_server, make_client, wait_until):
     server = await start_server()
     client = make_client(server.url)
@@ -34,8 +40,7 @@ async def test_shotx_backlog_reaches_a_recreated_client(start_server, make_clien
     await first.connect("t")
     await first.join("user-room")
     await first.close()
-    for n in range(1, 6):
-        await server.sx.to("user-room").send("notification", {"n": n})
+    await publish(server.sx, "user-room", range(1, 6))
     again, got = make_client(server.url), []
     collect(again, got)
     await again.connect("t")
@@ -59,12 +64,10 @@ async def test_offline_member_gets_exactly_what_it_missed(start_server, make_cli
     collect(member, member_got)
     await member.connect("t")
     await member.join("news")
-    for n in range(1, 4):
-        await server.sx.to("news").send("notification", {"n": n})
+    await publish(server.sx, "news", range(1, 4))
     await wait_until(lambda: member_got == [1, 2, 3])
     await member.close()  # offline while `online` stays
-    for n in range(4, 11):
-        await server.sx.to("news").send("notification", {"n": n})
+    await publish(server.sx, "news", range(4, 11))
     await wait_until(lambda: online_got == list(range(1, 11)))
 
     back, back_got = SxClient(server.url, store=path), []
@@ -106,8 +109,7 @@ async def test_retention_by_count_and_the_join_answer_says_what_was_missed(start
     await server.sx.to("r").send("notification", {"n": 1})
     await asyncio.sleep(0.1)
     await client.disconnect()
-    for n in range(2, 11):
-        await server.sx.to("r").send("notification", {"n": n})
+    await publish(server.sx, "r", range(2, 11))
     await client.connect("t")  # rejoins "r" with since=1
     answer = client.join_answers["r"]
     assert answer["since"] == 1 and answer["head"] == 10 and answer["missed"] == 6 and answer["replayed"] == 3
@@ -116,8 +118,7 @@ async def test_retention_by_count_and_the_join_answer_says_what_was_missed(start
 
 async def test_retention_by_age(start_server, make_client):
     server = await start_server(retention_max_age=60.0)
-    for n in range(3):
-        await server.sx.to("old").send("notification", {"n": n})
+    await publish(server.sx, "old", range(3))
     assert await server.sx.apply_retention() == 0
     assert await server.sx.apply_retention(now=server.sx.store._logs["old"][-1].ts + 61) == 3
     client, got = make_client(server.url), []
@@ -180,17 +181,12 @@ async def test_live_and_replayed_messages_are_the_same_on_both_delivery_paths(
 
 async def test_replay_and_live_sends_interleave_without_gaps_or_duplicates(start_server, make_client, wait_until):
     server = await start_server()
-    for n in range(1, 201):
-        await server.sx.to("busy").send("notification", {"n": n})
+    await publish(server.sx, "busy", range(1, 201))
     client, got = make_client(server.url), []
     collect(client, got)
     await client.connect("t")
 
-    async def publish():
-        for n in range(201, 401):
-            await server.sx.to("busy").send("notification", {"n": n})
-
-    await asyncio.gather(client.join("busy"), publish())
+    await asyncio.gather(client.join("busy"), publish(server.sx, "busy", range(201, 401)))
     await wait_until(lambda: len(got) >= 400)
     await asyncio.sleep(0.1)
     assert got == list(range(1, 401))
@@ -242,13 +238,11 @@ async def test_a_server_whose_log_restarted_is_followed_from_its_head(start_serv
     collect(client, got)
     await client.connect("t")
     await client.join("news")
-    for n in range(1, 4):
-        await first.sx.to("news").send("notification", {"n": n})
+    await publish(first.sx, "news", range(1, 4))
     await wait_until(lambda: got == [1, 2, 3])
     port = first.port
     await first.stop()
     second = await start_server(port=port)
     await wait_until(lambda: client.join_answers.get("news", {}).get("head") == 0 and client.rooms.offsets["news"] == 0)
-    for n in range(4, 6):
-        await second.sx.to("news").send("notification", {"n": n})
+    await publish(second.sx, "news", range(4, 6))
     await wait_until(lambda: got == [1, 2, 3, 4, 5])
