@@ -36,6 +36,7 @@ Handler = Callable[..., Any]
 AuthHandler = Callable[[str, SxSocket], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
+SHUTDOWN_GRACE = 5.0  # seconds the sockets get to say goodbye when the server stops
 # A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
 # it: the packet type, then the JSON array [event, payload].
 _EVENT_FRAME_START = f'{socketio.packet.EVENT}["{protocol.MESSAGE_EVENT}",'
@@ -178,9 +179,17 @@ class SxServer:
         await self.open()
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        """Close every socket, or aiohttp waits out its shutdown timeout on them."""
+        """Close every socket, or aiohttp waits out its shutdown timeout on them.
+
+        Bounded: engine.io's close waits for each socket's writer to drain,
+        and the writer of a client that stopped reading (a half-open
+        connection) never does; aiohttp's own shutdown timeout ends those.
+        """
         if self.sio.eio.sockets:
-            await self.sio.eio.disconnect()
+            try:
+                await asyncio.wait_for(self.sio.eio.disconnect(), SHUTDOWN_GRACE)
+            except asyncio.TimeoutError:
+                log.warning("shutdown: some sockets did not close within %ss", SHUTDOWN_GRACE)
         await self.sio.shutdown()
 
     async def _on_cleanup(self, app: web.Application) -> None:
