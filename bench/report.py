@@ -199,7 +199,7 @@ def verdicts(acks: list[Row], rooms: list[Row]) -> list[str]:
         cost = s["cpu_us"]
         with_member = "member" in s["scenario"] and "no member" not in s["scenario"]
         note = ""
-        if with_member and floor is not None and cost is not None:
+        if with_member and floor is not None and cost is not None and cost >= ROOM_SEND_TARGET_US:
             # Delivering a frame is python-socketio's cost, paid by any server
             # that has a member to write to; the target is about the send.
             note = (f" in all, of which python-socketio's own emit to one member costs {_f(floor, 1)} µs, "

@@ -139,7 +139,11 @@ def encode_json(value: Any) -> str:
     ``JSON.parse``), so a bad send fails in the caller's hands instead of in
     the outbox or in a peer's decoder.
     """
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
+
+
+# json.dumps builds a new encoder per call when given options; one made once saves that.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def encoded_size(payload: Any) -> int:

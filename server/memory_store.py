@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import replace
 from itertools import islice
-from typing import Any
 
 from .store import LogEntry, RoomBounds
 
@@ -21,7 +19,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._logs: dict[str, deque[LogEntry]] = {}
         self._bounds: dict[str, RoomBounds] = {}
-        self._replies: dict[tuple[str, str], tuple[Any, float]] = {}
+        self._replies: dict[tuple[str, str], tuple[str, float]] = {}
 
     async def open(self) -> None:
         return None
@@ -72,9 +70,9 @@ class MemoryStore:
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
         self._replies[(principal, message_id)] = (reply_json, ts)
 
-    async def recall(self, principal: str, message_id: str) -> Any | None:
+    async def recall(self, principal: str, message_id: str) -> str | None:
         found = self._replies.get((principal, message_id))
-        return None if found is None else json.loads(found[0])
+        return None if found is None else found[0]
 
     async def forget_replies_before(self, ts: float) -> int:
         old = [key for key, (_, at) in self._replies.items() if at < ts]

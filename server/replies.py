@@ -1,7 +1,8 @@
 """What a message gets back: its handler's reply, and that reply again for a resend.
 
 :func:`run_handler` runs a handler (sync or async, with an optional
-timeout) and shapes Shotx's reply, errors included. :class:`ReplyMemory`
+timeout) and shapes Shotx's reply, errors included, as JSON text: the form
+the store remembers and python-socketio sends (``packets.py``). :class:`ReplyMemory`
 makes resends idempotent: a handler runs once per ``(principal, message id)``.
 
 A client resends every message whose ack it did not see. If the first copy
@@ -22,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from shotx.client import protocol
 
@@ -38,23 +38,22 @@ Reply = dict[str, Any]
 
 
 async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
-                      sid: str, type_: str) -> tuple[Reply, str]:
-    """The handler's reply and its JSON (encoding it is also the check that
-    python-socketio will be able to send it); a raise or a timeout becomes
-    a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
+                      sid: str, type_: str) -> str:
+    """The handler's reply as JSON text (encoding it here is also the check
+    that it can be sent); a raise, a timeout or a reply JSON cannot carry
+    becomes a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
     try:
         result = handler(*args)
         if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
             result = await (asyncio.wait_for(result, timeout) if timeout else result)
-        reply = protocol.success(result)
-        return reply, json.dumps(reply)
+        return protocol.encode_json(protocol.success(result))
     except asyncio.TimeoutError:
         log.error("[%s] %s: handler timed out", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {timeout}s")
     except Exception as error:
         log.exception("[%s] %s: handler raised", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
-    return reply, json.dumps(reply)
+    return protocol.encode_json(reply)
 
 
 class ReplyMemory:
@@ -63,33 +62,30 @@ class ReplyMemory:
         self.cache_size = cache_size
         # key -> futures of copies waiting for the running one (usually none,
         # so the common path creates no future at all)
-        self._running: dict[tuple[str, str], list[asyncio.Future[Reply]]] = {}
+        self._running: dict[tuple[str, str], list[asyncio.Future[str]]] = {}
         # JSON text, not dicts: tens of thousands of small dicts would make
         # every full garbage collection walk them.
         self._recent: OrderedDict[tuple[str, str], str] = OrderedDict()
 
-    async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[tuple[Reply, str]]],
-                   resent: bool = True) -> Reply:
-        """The reply for this message, running ``run`` only if nobody did yet.
-
-        ``run`` returns the reply and its JSON text (encoded once, for the store).
-        """
+    async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[str]],
+                   resent: bool = True) -> str:
+        """The reply (JSON text) for this message, running ``run`` only if nobody did yet."""
         key = (principal, message_id)
         waiting = self._running.get(key)
         if waiting is not None:
-            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             waiting.append(future)
             return await future
         recent = self._recent.get(key)
         if recent is not None:
-            return cast(Reply, json.loads(recent))
+            return recent
         if resent:
             remembered = await self.store.recall(principal, message_id)
             if remembered is not None:
-                return cast(Reply, remembered)
+                return remembered
         self._running[key] = waiting = []
         try:
-            reply, text = await run()
+            text = await run()
         except BaseException as error:
             for future in waiting:
                 future.set_exception(error)
@@ -103,5 +99,5 @@ class ReplyMemory:
         await self.store.remember(principal, message_id, text, time.time())
         for future in waiting:
             if not future.done():
-                future.set_result(reply)
-        return reply
+                future.set_result(text)
+        return text

@@ -1,13 +1,15 @@
 """SxServer: Shotx on python-socketio and aiohttp.
 
-This is the only module of the server that imports python-socketio or
-aiohttp; policy lives in ``room_policy.py`` and ``replies.py``, envelopes in
-``shotx.client.protocol`` (shared with the client so the two cannot drift).
+This is the server's glue to python-socketio and aiohttp (``packets.py``
+builds the frames it sends); policy lives in ``room_policy.py`` and
+``replies.py``, envelopes in ``shotx.client.protocol`` (shared with the client
+so the two cannot drift).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -16,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engineio import packet as engineio_packet  # type: ignore[import-untyped]
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from shotx.client import protocol
 
 from .memory_store import MemoryStore
+from .packets import JsonText, SxPacket, message_frame
 from .replies import Reply, ReplyMemory, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
@@ -37,9 +39,6 @@ AuthHandler = Callable[[str, SxSocket], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
 SHUTDOWN_GRACE = 5.0  # seconds the sockets get to say goodbye when the server stops
-# A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
-# it: the packet type, then the JSON array [event, payload].
-_EVENT_FRAME_START = f'{socketio.packet.EVENT}["{protocol.MESSAGE_EVENT}",'
 
 
 def open_store(store: Store | str | Path) -> Store:
@@ -111,12 +110,14 @@ class SxServer:
         self._opened: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         options = {"async_mode": "aiohttp", "cors_allowed_origins": cors_allowed_origins,
-                   "max_http_buffer_size": max_message_size, "logger": False, "engineio_logger": False}
+                   "max_http_buffer_size": max_message_size, "logger": False, "engineio_logger": False,
+                   "serializer": SxPacket}
         if client_manager is not None:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
         self._direct_frames = self._writes_frames()
+        self._replies_as_text = self.sio.packet_class is SxPacket
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
@@ -273,7 +274,7 @@ class SxServer:
         custom serializer needs its own encoding, and a pub/sub manager
         (Redis, Kafka...) must see every broadcast to pass it to other servers.
         """
-        return (self.sio.packet_class is socketio.packet.Packet
+        return (self.sio.packet_class in (SxPacket, socketio.packet.Packet)
                 and type(self.sio.manager) is socketio.AsyncManager)
 
     async def _deliver(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
@@ -289,8 +290,8 @@ class SxServer:
             message = protocol.room_message(entry.type, entry.data, entry.id, entry.room, entry.offset)
             await self.sio.emit(protocol.MESSAGE_EVENT, message, room=room, to=sid)
             return
-        frame = engineio_packet.Packet(engineio_packet.MESSAGE, _EVENT_FRAME_START + protocol.room_message_json(
-            entry.type, entry.data_json, entry.id, entry.room, entry.offset) + "]")
+        frame = message_frame(protocol.room_message_json(entry.type, entry.data_json, entry.id, entry.room,
+                                                         entry.offset))
         if sid is not None:
             eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/")]
         else:
@@ -368,7 +369,7 @@ class SxServer:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.sockets.pop(sid, None)
 
-    async def _on_message(self, sid: str, message: Any = None) -> Reply:
+    async def _on_message(self, sid: str, message: Any = None) -> Reply | JsonText:
         socket = self.sockets.get(sid)
         checked = protocol.check_request(message)
         if isinstance(checked, dict):
@@ -379,15 +380,13 @@ class SxServer:
         found = self.message_handlers.get(type_)
         if found is None:
             return protocol.unknown_type(type_)
+        handler, takes_meta = found
+        run = functools.partial(run_handler, handler, (data, socket, meta) if takes_meta else (data, socket),
+                                self.handler_timeout, sid, type_)
         message_id = meta.get("id")
         if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
-            return (await self._run(found, data, socket, meta))[0]
-        principal = socket.principal or ""
-        return await self.replies.once(principal, message_id, lambda: self._run(found, data, socket, meta),
-                                       resent=bool(meta.get("resend")))
-
-    async def _run(self, found: tuple[Handler, bool], data: Any, socket: SxSocket,
-                   meta: dict[str, Any]) -> tuple[Reply, str]:
-        handler, takes_meta = found
-        args = (data, socket, meta) if takes_meta else (data, socket)
-        return await run_handler(handler, args, self.handler_timeout, socket.sid, meta["type"])
+            text = await run()
+        else:
+            text = await self.replies.once(socket.principal or "", message_id, run, resent=bool(meta.get("resend")))
+        # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value
+        return JsonText(text) if self._replies_as_text else json.loads(text)

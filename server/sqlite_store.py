@@ -39,7 +39,6 @@ floor may be kept until the next sweep, never fewer than promised.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from itertools import groupby
 from operator import itemgetter
@@ -301,13 +300,13 @@ class SqliteStore:
         self._pending.append((_REMEMBER, (principal, message_id, reply_json, ts)))
         self._schedule_commit(REPLY_COMMIT_DELAY)
 
-    async def recall(self, principal: str, message_id: str) -> Any | None:
+    async def recall(self, principal: str, message_id: str) -> str | None:
         for sql, params in reversed(self._pending):  # not inserted yet
             if sql is _REMEMBER and params[1] == message_id and params[0] == principal:
-                return json.loads(params[2])
+                return str(params[2])
         row = self.db.execute("SELECT reply FROM replies WHERE principal = ? AND id = ?",
                               (principal, message_id)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else str(row[0])
 
     async def forget_replies_before(self, ts: float) -> int:
         self._apply_pending()  # pending replies count too

@@ -91,8 +91,8 @@ class Store(Protocol):
         that loses no promise); ``recall`` must already find it.
         """
 
-    async def recall(self, principal: str, message_id: str) -> Any | None:
-        """The remembered reply, decoded, or ``None``."""
+    async def recall(self, principal: str, message_id: str) -> str | None:
+        """The remembered reply, as the JSON text it was given in, or ``None``."""
 
     async def forget_replies_before(self, ts: float) -> int:
         """Drop replies older than ``ts``; returns how many went."""

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+import socketio
 from aiohttp import web
 
 from shotx.client import MessageError
@@ -21,6 +22,7 @@ def routes(sx):
     sx.on_message("sync_route", lambda data, socket: {"sync": data})
     sx.on_message("meta_route", lambda data, socket, meta: {"type": meta["type"], "id": meta["id"]})
     sx.on_message("bad_result", lambda data, socket: {"x": object()})
+    sx.on_message("nan_result", lambda data, socket: {"x": float("nan")})  # JavaScript's JSON.parse refuses NaN
     sx.on_message("silent_error", lambda data, socket: 1 / 0 if data else None)
 
 
@@ -65,6 +67,21 @@ async def test_result_json_cannot_carry_is_2004(start_server, make_client):
     await client.connect("t")
     with pytest.raises(MessageError) as caught:
         await client.send("bad_result")
+    assert caught.value.code == 2004
+    with pytest.raises(MessageError) as caught:
+        await client.send("nan_result")
+    assert caught.value.code == 2004 and "JSON" in str(caught.value)
+
+
+async def test_replies_through_a_serializer_of_the_users_choosing(start_server, make_client):
+    """Pre-encoded replies go only through SxServer's own packet class; any other gets values."""
+    server = await start_server(routes, serializer=socketio.packet.Packet)
+    assert server.sx.sio.packet_class is socketio.packet.Packet
+    client = make_client(server.url)
+    await client.connect("t")
+    assert await client.send("test_route", {"a": [1, "é"]}) == {"echo": {"a": [1, "é"]}, "status": "ok"}
+    with pytest.raises(MessageError) as caught:
+        await client.send("error_route")
     assert caught.value.code == 2004
 
 

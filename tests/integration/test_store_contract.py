@@ -67,7 +67,7 @@ async def test_retention_by_age_moves_the_floor(store):
 async def test_replies_are_remembered_per_principal_and_forgotten_by_age(store):
     reply = {"meta": {"success": True}, "data": {"x": [1, 2]}}
     await store.remember("alice", "m1", json.dumps(reply), 10.0)
-    assert await store.recall("alice", "m1") == reply
+    assert await store.recall("alice", "m1") == json.dumps(reply)  # the very text it was given
     assert await store.recall("bob", "m1") is None
     assert await store.forget_replies_before(11.0) == 1
     assert await store.recall("alice", "m1") is None
@@ -88,7 +88,7 @@ async def test_sqlite_survives_reopen(tmp_path):
         assert (bounds.head, bounds.delivered) == (3, 1)
         assert [e.data["n"] for e in await second.read("r", 0, 10)] == [1, 2, 3]
         assert (await second.append("r", "t", json.dumps({"n": 4}), "4", 1.0, False, 10)).offset == 4
-        assert await second.recall("p", "id") == {"meta": {"success": True}, "data": 1}
+        assert json.loads(await second.recall("p", "id")) == {"meta": {"success": True}, "data": 1}
     finally:
         await second.close()
 

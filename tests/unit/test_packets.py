@@ -1,0 +1,39 @@
+"""Frames around pre-encoded JSON are byte for byte what python-socketio would send."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import socketio
+
+from shotx.client import protocol
+from shotx.server.packets import JsonText, SxPacket, message_frame
+
+REPLY = {"meta": {"success": True}, "data": {"text": "héllo", "n": [1, 2.5, None]}}
+
+
+@pytest.mark.parametrize("namespace", [None, "/", "/chat"])
+def test_an_ack_of_json_text_encodes_as_the_stock_ack_of_the_value(namespace):
+    stock = socketio.packet.Packet(socketio.packet.ACK, data=[REPLY], namespace=namespace, id=12)
+    ours = SxPacket(socketio.packet.ACK, data=[JsonText(protocol.encode_json(REPLY))], namespace=namespace, id=12)
+    our_head, _, our_payload = ours.encode().partition("[")
+    stock_head, _, stock_payload = stock.encode().partition("[")
+    assert our_head == stock_head and our_head.startswith("3") and our_head.endswith("12")
+    assert json.loads("[" + our_payload) == json.loads("[" + stock_payload) == [REPLY]
+    assert ours.data == [JsonText(protocol.encode_json(REPLY))]  # encoding leaves the packet as it was
+
+
+def test_everything_else_encodes_exactly_as_the_stock_packet():
+    for data in ([REPLY], ["message", REPLY], ["plain string, not JsonText"], None, [b"\x00binary"]):
+        stock = socketio.packet.Packet(socketio.packet.EVENT, data=data, id=3)
+        ours = SxPacket(socketio.packet.EVENT, data=data, id=3)
+        assert ours.encode() == stock.encode()
+
+
+def test_a_room_message_frame_is_the_event_python_socketio_would_emit():
+    message = protocol.room_message("t", {"a": 1}, "id-1", "lobby", 7)
+    stock = socketio.packet.Packet(socketio.packet.EVENT, data=[protocol.MESSAGE_EVENT, message])
+    frame = message_frame(protocol.room_message_json("t", protocol.encode_json({"a": 1}), "id-1", "lobby", 7))
+    assert frame.data[0] == stock.encode()[0]
+    assert json.loads(frame.data[1:]) == json.loads(stock.encode()[1:])
