@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -258,20 +259,22 @@ def build_project_wheel(out_dir: Path) -> Path:
 # imported from site-packages, where __pycache__/ files serve; the standard
 # library is imported from its zip, where zipimport only reads legacy name.pyc
 # files beside the sources. Our wheel gets both: the README's fastest start
-# puts the wheel itself on sys.path.
+# puts the wheel itself on sys.path. Its server half never runs in a browser,
+# so it gets none: fewer files for Pyodide to unpack at every first load.
 PYODIDE_COMPILE_JS = """
 const { loadPyodide } = require(process.argv[1]);
 loadPyodide().then((pyodide) => {
   pyodide.FS.mkdir("/work");
   pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: process.argv[2] }, "/work");
   pyodide.runPython(`
-import compileall, glob, os, py_compile
+import compileall, glob, os, py_compile, re
 mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+server = re.compile(r"/shotx/server/")
 folders = [("/work/wheels", False), ("/work/stdlib", True)]
 folders += [(ours, True) for ours in glob.glob("/work/wheels/shotx-*/shotx/client")]
 for folder, legacy in folders:
     if os.path.isdir(folder) and not compileall.compile_dir(
-            folder, quiet=1, legacy=legacy, invalidation_mode=mode):
+            folder, quiet=1, legacy=legacy, invalidation_mode=mode, rx=server):
         raise RuntimeError("compileall failed in " + folder)
 `);
 }).catch((error) => { console.error(error); process.exit(1); });
@@ -374,6 +377,25 @@ def write_pyodide_lock(wheels: list[Path]) -> None:
          "--input", NODE_MODULES / "pyodide" / LOCK_NAME,
          "--output", LOCK_NAME, "--base-path", ".",
          *(wheel.name for wheel in wheels)], cwd=pyodide_dir)
+    keep_only_bundled_packages(pyodide_dir / LOCK_NAME)
+
+
+def keep_only_bundled_packages(lock_path: Path) -> None:
+    """Drop the lock's entries for packages the bundle does not hold.
+
+    npm's pyodide is its core files only, yet its lock lists ~350 packages:
+    loading any of them could only fail, and micropip converts the whole
+    lock to Python objects on its first install, a cost every page with
+    PyScript ``packages`` paid on a first visit.
+    """
+    lock = json.loads(lock_path.read_text())
+    bundled = {name: entry for name, entry in lock["packages"].items()
+               if (lock_path.parent / entry["file_name"]).is_file()}
+    dangling = {name: sorted(set(entry.get("depends", [])) - set(bundled)) for name, entry in bundled.items()}
+    if any(dangling.values()):
+        raise BuildError(f"bundled packages depend on packages the bundle lacks: {dangling}")
+    lock["packages"] = bundled
+    lock_path.write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
 
 
 def copy_web_pages() -> None:

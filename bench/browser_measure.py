@@ -145,7 +145,8 @@ def start_load(chromium: Chromium, base: str, variant: str, warm: bool) -> dict[
         return result
 
 
-START_VARIANTS = {"pyodide": True, "shotx": True, "zipimport": True, "micropip": False}  # name: warm too?
+START_VARIANTS = {"pyodide": True, "shotx": True, "zipimport": True, "micropip": False,  # name: warm too?
+                  "micropip-second": False}
 
 
 def start_round(chromium: Chromium, base: str, round_no: int,

@@ -51,8 +51,9 @@ def start_figures(runs: list[dict[str, Any]], variant: str, phase: str) -> dict[
         out["ready"].append(marks[end_mark(variant)])
         if variant == "pyodide":
             continue
-        out["adds"].append(marks["client-ready"] - marks["pyodide-ready"])
-        out["load"].append(marks["package-loaded"] - marks["pyodide-ready"])
+        start = marks.get("first-package-installed", marks["pyodide-ready"])
+        out["adds"].append(marks["client-ready"] - start)
+        out["load"].append(marks["package-loaded"] - start)
         out["import"].append(bench["import_ms"])
         out["compile"].append(bench["compile_ours_ms"])
         if "micropip-loaded" in marks:
@@ -122,6 +123,7 @@ def render_summary(nav: list[list[dict[str, Any]]], starts: list[list[dict[str, 
     cold, warm = start_figures(runs, "shotx", "cold"), start_figures(runs, "shotx", "warm")
     zip_cold, zip_warm = start_figures(runs, "zipimport", "cold"), start_figures(runs, "zipimport", "warm")
     micropip = start_figures(runs, "micropip", "cold")
+    second = start_figures(runs, "micropip-second", "cold")
     click = [f for f in flushes if f["how"] == "click-online"]
     sends = [f["queue"]["page_ms"] / f["queue"]["n"] for f in flushes]
     cpu = [f["queue"]["cpu_ms"] / f["queue"]["n"] for f in flushes]
@@ -140,6 +142,8 @@ def render_summary(nav: list[list[dict[str, Any]]], starts: list[list[dict[str, 
         f"| the same, warm | {cell(zip_warm['adds'], ' ms')} | {verdict(med(zip_warm['adds']), TARGETS['wheel_ms'])} |",
         f"| our wheel through micropip (PyScript's `packages` on a first visit; micropip's own load "
         f"included), cold | {cell(micropip['adds'], ' ms')} | {verdict(med(micropip['adds']), TARGETS['wheel_ms'])} |",
+        f"| the same, once micropip has installed another package (what our wheel itself adds on that path), "
+        f"cold | {cell(second['adds'], ' ms')} | {verdict(med(second['adds']), TARGETS['wheel_ms'])} |",
         f"| flush 1,000 queued after a reload: click on Online → `#queued` 0 | "
         f"{cell([f['flush_ms'] for f in click], ' ms')} | "
         f"{verdict(med([f['flush_ms'] for f in click]), TARGETS['flush_ms'])} |",
@@ -178,6 +182,8 @@ START_LABELS = {
     "micropip": "+ `loadPackage([\"micropip\"])`, `micropip.install(\"shotx\")`, import, `SxClient(...)`",
     "zipimport": "+ wheel (name from the lock) fetched during boot, on `sys.path` as a zip, import, "
                  "`SxClient(...)` (the README's fastest start)",
+    "micropip-second": "+ `loadPackage([\"micropip\"])`, `micropip.install(\"iniconfig\")` (before the clock), "
+                       "then `micropip.install(\"shotx\")`, import, `SxClient(...)`",
 }
 
 
@@ -192,13 +198,15 @@ def render_start(starts: list[list[dict[str, Any]]]) -> list[str]:
             fig = start_figures(runs, variant, phase)
             if not fig["ready"]:
                 continue
-            delta = "–" if variant == "pyodide" else cell(same_round_delta(starts, variant, phase))
+            delta = "–" if variant in ("pyodide", "micropip-second") else cell(same_round_delta(starts, variant, phase))
             lines.append(f"| {label} | {phase} | {cell(fig['ready'])} | {cell(fig['adds'])} | {delta} | "
                          f"{cell(fig['load'])} | {cell(fig['import'])} | {cell(fig['compile'])} |")
     micropip = start_figures(runs, "micropip", "cold")["micropip"]
     stdlib = next((r["cold"]["bench"].get("stdlib_added") for r in runs if r["variant"] == "shotx"), None)
     lines += ["", f"\"adds, in page\" is the precise figure (one page, one clock); \"vs baseline\" subtracts "
-              f"two pages' times and carries their noise. Package load with micropip includes loading "
+              f"two pages' times and carries their noise; the `iniconfig` row counts from the end of that first "
+              f"install, so it shows what our wheel itself adds once micropip's one-time costs (importing "
+              f"micropip and packaging, reading the lock) are paid. Package load with micropip includes loading "
               f"micropip itself: {cell(micropip, ' ms')}. Standard-library modules our import added beyond "
               f"Pyodide's start-up: {', '.join(stdlib) if stdlib else 'none'}.", ""]
     return lines

@@ -7,7 +7,8 @@ import zipfile
 
 
 def wheel_bytecode_gaps(wheel):
-    """Sources of ``wheel`` lacking a 3.14 pyc, or a pyc missing from RECORD."""
+    """Sources of ``wheel`` lacking a 3.14 pyc, or a pyc missing from RECORD
+    (our server, which never runs in a browser, must have none)."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         record = archive.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
@@ -17,7 +18,8 @@ def wheel_bytecode_gaps(wheel):
     for source in sources:
         folder, _, module = source.rpartition("/")
         compiled = f"{folder}/__pycache__/{module[:-3]}.cpython-314.pyc".lstrip("/")
-        if compiled not in names or f"{compiled},sha256=" not in record:
+        wanted = not source.startswith("shotx/server/")
+        if wanted != (compiled in names and f"{compiled},sha256=" in record):
             gaps.append(source)
     return gaps
 
@@ -54,3 +56,12 @@ def test_our_client_can_be_imported_from_the_wheel_file_without_compiling(bundle
     client = [n for n in names if n.startswith("shotx/client/") and n.endswith(".py")]
     assert len(client) > 10
     assert [n for n in client if n + "c" not in names] == []
+
+
+def test_the_lock_lists_only_what_the_bundle_holds(bundle_dir):
+    """npm's pyodide lists ~350 packages it does not ship; ours lists what can really load."""
+    lock = json.loads((bundle_dir / "pyodide" / "pyodide-lock.json").read_text())
+    listed = {name: entry["file_name"] for name, entry in lock["packages"].items()}
+    assert {"shotx", "micropip", "packaging"} <= set(listed)
+    assert [f for f in listed.values() if not (bundle_dir / "pyodide" / f).is_file()] == []
+    assert sorted(listed.values()) == sorted(p.name for p in (bundle_dir / "pyodide").glob("*.whl"))
