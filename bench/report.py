@@ -242,9 +242,11 @@ def markdown(ack_rows: list[Row], room_rows: list[Row], layer_rows: list[Row], m
         *room_table(rooms), "",
         "## Our layer alone (in-process, no network)", "",
         "`layer_cost.py` calls the server's Socket.IO `message` handler directly, as python-socketio does after "
-        "decoding a packet, each request on its own event-loop turn: what our validation, routing, idempotency "
-        "layer and store add per request, with far less noise than the end-to-end figures. `bare` is the bare "
-        "server's handler.", "",
+        "decoding a packet, then encodes its ack packet as python-socketio does next, each request on its own "
+        "event-loop turn: what our validation, routing, idempotency layer, store and reply encoding add per "
+        "request, with far less noise than the end-to-end figures. `bare` is the bare server's handler and ack. "
+        "A figure below bare's means our ack costs python-socketio less to send than bare's (SxServer hands it "
+        "JSON text it encoded once, `server/packets.py`) by more than our layer costs.", "",
         *layer_table(layers), "",
         "Projection from the two low-noise figures (server CPU per ack of bare python-socketio, end to end, plus "
         "our layer's in-process cost with the SQLite store):", "",
