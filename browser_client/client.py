@@ -327,15 +327,7 @@ class SxClient:
 
         Usable as a call (returns self) or as a decorator.
         """
-        if not isinstance(type_, str) or not type_ or (handler is not None and not callable(handler)):
-            raise TypeError("on_message needs a non-empty str type and a function")
-        if handler is None:
-            def decorate(fn: Handler) -> Handler:
-                self.on_message(type_, fn)
-                return fn
-            return decorate
-        self.inbox.on(type_, handler)
-        return self
+        return protocol.register_or_decorate(self, self.inbox.on, type_, handler)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

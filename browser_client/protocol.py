@@ -173,6 +173,30 @@ def handler_arity(fn: Callable[..., Any], most: int) -> int:
     return min(most, sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
 
 
+def register_or_decorate(owner: Any, register: Callable[[str, Callable[..., Any]], None], type_: Any,
+                         handler: Callable[..., Any] | None) -> Any:
+    """``on_message`` on both ends: with a handler, register it and return
+    ``owner`` (for chaining); without, return a decorator that registers the
+    function and gives it back unchanged.
+
+    >>> routes = {}
+    >>> register_or_decorate("owner", routes.__setitem__, "t", print)
+    'owner'
+    >>> register_or_decorate("owner", routes.__setitem__, "u", None)(len) is len, sorted(routes)
+    (True, ['t', 'u'])
+    """
+    if not isinstance(type_, str) or not type_ or (handler is not None and not callable(handler)):
+        raise TypeError("Invalid parameters for on_message: need a non-empty str type and a function")
+    if handler is not None:
+        register(type_, handler)
+        return owner
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        register_or_decorate(owner, register, type_, fn)
+        return fn
+    return decorate
+
+
 def check_type(type_: Any) -> str:
     """Return ``type_`` or raise ``TypeError``: a message type is a non-empty str."""
     if not isinstance(type_, str) or not type_:

@@ -145,15 +145,10 @@ class SxServer:
         With a handler: registers it and returns self (chainable). Without:
         returns a decorator.
         """
-        if not isinstance(type_, str) or not type_ or (handler is not None and not callable(handler)):
-            raise TypeError("Invalid parameters for on_message: need a non-empty str type and a function")
-        if handler is None:
-            def decorate(fn: F) -> F:
-                self.on_message(type_, fn)
-                return fn
-            return decorate
+        return protocol.register_or_decorate(self, self._route, type_, handler)
+
+    def _route(self, type_: str, handler: Handler) -> None:
         self.message_handlers[type_] = (handler, protocol.handler_arity(handler, 3) == 3)
-        return self
 
     def to(self, room: str) -> RoomSender:
         return RoomSender(self, room)
