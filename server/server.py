@@ -24,7 +24,7 @@ from aiohttp import web
 from shotx.client import protocol
 
 from .memory_store import MemoryStore
-from .packets import JsonText, SxPacket, message_frame
+from .packets import JsonText, RoomMessageSender, SxPacket
 from .replies import Reply, ReplyMemory, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
@@ -116,7 +116,7 @@ class SxServer:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
-        self._direct_frames = self._writes_frames()
+        self.room_messages = RoomMessageSender(self.sio)
         self._replies_as_text = self.sio.packet_class is SxPacket
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
@@ -240,7 +240,7 @@ class SxServer:
             await self.store.flushed()
             await self.delivery_order.wait(previous)
             if members:
-                await self._deliver(entry, room=entry.room)
+                await self.room_messages.send(entry, room=entry.room)
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -262,39 +262,6 @@ class SxServer:
         self._background_tasks.add(task)
         task.add_done_callback(self._background_tasks.discard)
 
-    def _writes_frames(self) -> bool:
-        """True when room messages may skip python-socketio's emit (see :meth:`_deliver`).
-
-        Only with its own JSON packets and its single-process manager: a
-        custom serializer needs its own encoding, and a pub/sub manager
-        (Redis, Kafka...) must see every broadcast to pass it to other servers.
-        """
-        return (self.sio.packet_class in (SxPacket, socketio.packet.Packet)
-                and type(self.sio.manager) is socketio.AsyncManager)
-
-    async def _deliver(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
-        """Send a logged room message to the room's members or to one socket.
-
-        Where it may, this writes the Engine.IO frame itself: the text is
-        built around the log's JSON with no re-encoding, and no task is made
-        per member. ``sio.emit`` would encode the whole message again, walk
-        it looking for binary data and start and await a task per recipient,
-        which cost more than the whole durable append.
-        """
-        if not self._direct_frames:
-            message = protocol.room_message(entry.type, entry.data, entry.id, entry.room, entry.offset)
-            await self.sio.emit(protocol.MESSAGE_EVENT, message, room=room, to=sid)
-            return
-        frame = message_frame(protocol.room_message_json(entry.type, entry.data_json, entry.id, entry.room,
-                                                         entry.offset))
-        if sid is not None:
-            eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/")]
-        else:
-            eio_sids = [eio_sid for _, eio_sid in self.sio.manager.get_participants("/", room)]
-        for eio_sid in eio_sids:
-            if eio_sid is not None:
-                await self.sio.eio.send_packet(eio_sid, frame)
-
     async def _join(self, data: Any, socket: SxSocket) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise ValueError("Invalid join: data must be an object with a room")
@@ -315,7 +282,7 @@ class SxServer:
         while True:
             entries = await self.store.read(room, after, REPLAY_PAGE)
             for entry in entries:
-                await self._deliver(entry, sid=sid)
+                await self.room_messages.send(entry, sid=sid)
             count += len(entries)
             if len(entries) < REPLAY_PAGE:
                 return count

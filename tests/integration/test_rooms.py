@@ -163,7 +163,7 @@ async def test_live_and_replayed_messages_are_the_same_on_both_delivery_paths(
 
     options = {} if manager == "default" else {"client_manager": OtherManager()}
     server = await start_server(**options)
-    assert server.sx._direct_frames is (manager == "default")
+    assert server.sx.room_messages.writes_frames is (manager == "default")
     data = {"n": 1, "text": "é \"quoted\"", "list": [1, None, 2.5]}
     await server.sx.to("paths").send("notification", data)  # replayed on join
     data["list"].append("edited")
