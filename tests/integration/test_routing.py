@@ -153,3 +153,19 @@ async def test_oversized_raw_message_drops_only_that_connection(start_server, ma
     await sio.emit("message", {"meta": {"type": "test_route"}, "data": "x" * (3 * 1024 * 1024)})
     await wait_until(lambda: not sio.connected, timeout=5)
     assert await client.send("test_route", "still here") == {"echo": "still here", "status": "ok"}
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_replies_carry_any_unicode_on_either_transport(start_server, transport):
+    """Replies leave as JSON text SxServer encoded itself (not ASCII-escaped): both transports must carry it."""
+    server = await start_server(routes)
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(server.url, auth={"token": "t"}, socketio_path="shotx", transports=[transport])
+    try:
+        text = "héllo ✓ 👋 \u2028 \"quoted\" \\ back"
+        reply = await sio.call("message", {"meta": {"type": "test_route", "id": "u-1"}, "data": text}, timeout=5)
+        assert reply == {"meta": {"success": True}, "data": {"echo": text, "status": "ok"}}
+    finally:
+        if transport == "polling":  # else python-socketio's polling client waits out its long-poll (~30 s)
+            await server.stop()
+        await sio.disconnect()
