@@ -30,7 +30,8 @@ from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
-from .store import LogEntry, Store
+from .shared_delivery import SharedDelivery
+from .store import LogEntry, SharedStore, Store
 
 log = logging.getLogger("shotx.server")
 
@@ -42,7 +43,10 @@ SHUTDOWN_GRACE = 5.0  # seconds the sockets get to say goodbye when the server s
 
 
 def open_store(store: Store | str | Path) -> Store:
-    """``"memory"``, a SQLite file path, or a ready :class:`Store`."""
+    """``"memory"``, a Redis URL, a SQLite file path, or a ready :class:`Store`."""
+    if isinstance(store, str) and store.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_store import RedisStore  # only with the redis extra installed
+        return RedisStore(store)
     if isinstance(store, (str, Path)):
         return MemoryStore() if str(store) == "memory" else SqliteStore(store)
     return store
@@ -117,6 +121,9 @@ class SxServer:
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
         self.room_messages = RoomMessageSender(self.sio)
+        self.shared = (SharedDelivery(self.store, self.room_locks, self._send_to_members, self.has_members)
+                       if isinstance(self.store, SharedStore) else None)
+        self._shared_task: asyncio.Task[None] | None = None
         self._replies_as_text = self.sio.packet_class is SxPacket
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
@@ -160,13 +167,16 @@ class SxServer:
         if self._opened is None:
             self._opened = asyncio.ensure_future(self.store.open())
         await self._opened
+        if self.shared is not None and self._shared_task is None:
+            self._shared_task = asyncio.ensure_future(self.shared.run())
         if self._retention_task is None and self.retention_interval > 0:
             self._retention_task = asyncio.ensure_future(self._retention_loop())
 
     async def close(self) -> None:
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            self._retention_task = None
+        for task in (self._retention_task, self._shared_task):
+            if task is not None:
+                task.cancel()
+        self._retention_task = self._shared_task = None
         if self._opened is not None:
             await self.store.close()
             self._opened = None
@@ -209,6 +219,9 @@ class SxServer:
 
     # ---- rooms ----------------------------------------------------------------
 
+    async def _send_to_members(self, entry: LogEntry) -> None:
+        await self.room_messages.send(entry, room=entry.room)
+
     def has_members(self, room: str) -> bool:
         return bool(self.sio.manager.rooms.get("/", {}).get(room))
 
@@ -218,7 +231,7 @@ class SxServer:
         data_json = protocol.encode_json(data)  # refuse what JSON cannot carry before it is logged
         await self.open()
         async with self.room_locks.hold(room):
-            members = self.has_members(room)
+            members = self.shared is None and self.has_members(room)  # shared: delivered from the store
             entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(),
                                             members, self.retention_max_messages)
             previous, mine = self.delivery_order.take(room)

@@ -1,7 +1,7 @@
 """The server's storage interface: room logs and remembered replies.
 
 One small async interface, one file per backend (``memory_store.py``,
-``sqlite_store.py``). The server never looks behind it, so a backend only has
+``sqlite_store.py``, ``redis_store.py``). The server never looks behind it, so a backend only has
 to keep the promises written on :class:`Store`; the contract test in
 ``tests/integration/test_store_contract.py`` runs against every backend.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,16 @@ class Store(Protocol):
 
     async def forget_replies_before(self, ts: float) -> int:
         """Drop replies older than ``ts``; returns how many went."""
+
+
+@runtime_checkable
+class SharedStore(Store, Protocol):
+    """A store several server processes share (``RedisStore``).
+
+    Besides the log, it publishes every append, each room's in offset
+    order; the servers deliver live messages from there
+    (``shared_delivery.py``) instead of broadcasting their own sends.
+    """
+
+    def live_entries(self) -> AsyncIterator[LogEntry]:
+        """Every entry appended by any process, from the moment ``open`` returned."""

@@ -7,9 +7,14 @@ import pytest
 from shotx.server import MemoryStore, SqliteStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request, tmp_path):
-    made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.sqlite3")
+    if request.param == "redis":
+        from shotx.server.redis_store import RedisStore
+
+        made = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
+    else:
+        made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.sqlite3")
     await made.open()
     yield made
     await made.close()

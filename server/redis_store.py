@@ -1,0 +1,176 @@
+"""Redis store: room logs that several server processes share.
+
+Each room's log is a Redis Stream whose entry ids are ``0-<offset>``, so
+offsets are the stream's own order and a read after an offset is one
+``XRANGE``. An append is one Lua script, which Redis runs atomically: it
+takes the room's next offset, adds the entry, trims the log to the
+retention count and publishes the entry on the store's live channel. Because
+the publish happens inside the same script, every process subscribed to the
+channel sees a room's entries in offset order, whichever process appended
+them; the servers deliver live messages from that channel
+(``shared_delivery.py``), not from their own sends.
+
+Durability is Redis's: a write counts once Redis has acknowledged it, and
+survives a Redis restart as far as its persistence settings (AOF,
+``appendfsync``) say. Keys live under a prefix, so one Redis can serve
+several deployments (and tests can clear exactly their own keys).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as redis
+
+from .store import LogEntry, RoomBounds
+
+_APPEND = """
+local head = redis.call('HINCRBY', KEYS[1], 'head', 1)
+redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[1])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'delivered', head) end
+local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')
+if head - floor > tonumber(ARGV[7]) then
+  floor = head - tonumber(ARGV[7])
+  redis.call('HSET', KEYS[1], 'floor', floor)
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (floor + 1))
+end
+redis.call('PUBLISH', KEYS[4], cjson.encode({ARGV[1], head, ARGV[2], ARGV[3], ARGV[4], ARGV[5]}))
+return head
+"""
+
+_MARK_DELIVERED = """
+local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
+local wanted = math.min(tonumber(ARGV[1]), head)
+if wanted > tonumber(redis.call('HGET', KEYS[1], 'delivered') or '0') then
+  redis.call('HSET', KEYS[1], 'delivered', wanted)
+end
+"""
+
+# Drops the oldest entries while they are older than the cutoff (what the
+# other stores do), a hundred at a time; returns how many went.
+_DROP_OLDER = """
+local dropped, floor = 0, nil
+while true do
+  local batch = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 100)
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    local fields, ts = entry[2], nil
+    for i = 1, #fields, 2 do if fields[i] == 'ts' then ts = tonumber(fields[i + 1]) end end
+    if ts >= tonumber(ARGV[1]) then batch = nil break end
+    redis.call('XDEL', KEYS[2], entry[1])
+    floor = tonumber(string.match(entry[1], '-(%d+)$'))
+    dropped = dropped + 1
+  end
+  if batch == nil then break end
+end
+if floor and floor > tonumber(redis.call('HGET', KEYS[1], 'floor') or '0') then
+  redis.call('HSET', KEYS[1], 'floor', floor)
+end
+return dropped
+"""
+
+_FORGET_REPLIES = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+for _, field in ipairs(old) do redis.call('HDEL', KEYS[1], field) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+return #old
+"""
+
+
+class RedisStore:
+    """The :class:`~shotx.server.store.Store` for several server processes.
+
+    >>> store = RedisStore("redis://127.0.0.1:6379/0", prefix="myapp")  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "shotx") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.channel = f"{prefix}:live"
+        self.redis: Any = None
+        self._pubsub: Any = None
+        self._scripts: dict[str, Any] = {}
+
+    def _bounds_key(self, room: str) -> str:
+        return f"{self.prefix}:room:{room}:bounds"
+
+    def _log_key(self, room: str) -> str:
+        return f"{self.prefix}:room:{room}:log"
+
+    async def open(self) -> None:
+        self.redis = redis.Redis.from_url(self.url, decode_responses=True)
+        await self.redis.ping()  # fail here, with Redis's own error, not at the first send
+        for name, source in (("append", _APPEND), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
+                             ("forget", _FORGET_REPLIES)):
+            self._scripts[name] = self.redis.register_script(source)
+        # Subscribed before the first append can happen, so no entry of ours goes unseen.
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self.channel)
+
+    async def close(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
+                     delivered: bool, max_messages: int) -> LogEntry:
+        keys = [self._bounds_key(room), self._log_key(room), f"{self.prefix}:rooms", self.channel]
+        head = await self._scripts["append"](keys=keys, args=[room, message_id, type_, data_json, repr(ts),
+                                                              int(delivered), max_messages])
+        return LogEntry(room, int(head), message_id, type_, data_json, ts)
+
+    async def flushed(self) -> None:
+        return None  # an acknowledged write is as durable as Redis's persistence makes it
+
+    async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
+        rows = await self.redis.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
+        return [LogEntry(room, int(entry_id.partition("-")[2]), fields["id"], fields["type"], fields["data"],
+                         float(fields["ts"])) for entry_id, fields in rows]
+
+    async def bounds(self, room: str) -> RoomBounds:
+        head, floor, delivered = await self.redis.hmget(self._bounds_key(room), "head", "floor", "delivered")
+        return RoomBounds(int(head or 0), int(floor or 0), int(delivered or 0))
+
+    async def mark_delivered(self, room: str, offset: int) -> None:
+        await self._scripts["mark"](keys=[self._bounds_key(room)], args=[offset])
+
+    async def drop_older_than(self, ts: float) -> int:
+        dropped = 0
+        for room in await self.redis.smembers(f"{self.prefix}:rooms"):
+            dropped += int(await self._scripts["drop"](keys=[self._bounds_key(room), self._log_key(room)],
+                                                       args=[repr(ts)]))
+        return dropped
+
+    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+        field = json.dumps([principal, message_id])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(f"{self.prefix}:replies", field, reply_json)
+            pipe.zadd(f"{self.prefix}:replies:ts", {field: ts})
+            await pipe.execute()
+
+    async def recall(self, principal: str, message_id: str) -> str | None:
+        found = await self.redis.hget(f"{self.prefix}:replies", json.dumps([principal, message_id]))
+        return None if found is None else str(found)
+
+    async def forget_replies_before(self, ts: float) -> int:
+        keys = [f"{self.prefix}:replies", f"{self.prefix}:replies:ts"]
+        return int(await self._scripts["forget"](keys=keys, args=[repr(ts)]))
+
+    async def live_entries(self) -> AsyncIterator[LogEntry]:
+        """Every entry appended to any room by any process, in each room's offset order.
+
+        Redis publishes at most once: a subscriber that lost its connection
+        misses what was published meanwhile (the delivery side fills such
+        gaps from the log).
+        """
+        async for message in self._pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            room, offset, message_id, type_, data_json, ts = json.loads(message["data"])
+            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts))

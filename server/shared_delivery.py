@@ -1,0 +1,58 @@
+"""Live room messages when several server processes share one store.
+
+With one process, a room send broadcasts its own message once committed
+(``server.py``). With several, each process has only its own sockets, and a
+member must still see one room's messages in offset order whichever process
+sent them: a client drops a message at or below the offset it has handled,
+so a 6 arriving after a 7 would be lost to it. So a shared store publishes
+every append in offset order (``RedisStore`` does it in the same atomic
+script), and every process, the sender included, delivers from that stream
+to its own members of the room.
+
+Deliveries to a room run under the room's lock, which a join holds while it
+replays, so a member gets the replay and then the live messages after it,
+never interleaved (live ones it already had from the replay, it drops by
+offset). Per room with members here, the process remembers the last offset
+it delivered: a gap (a message the subscription missed, as Redis's publish
+is at most once) is filled from the log before the new message goes out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from .room_locks import RoomLocks
+from .store import LogEntry, SharedStore
+
+log = logging.getLogger("shotx.server")
+
+
+class SharedDelivery:
+    def __init__(self, store: SharedStore, room_locks: RoomLocks,
+                 send: Callable[[LogEntry], Awaitable[None]], has_members: Callable[[str], bool]) -> None:
+        self.store, self.room_locks, self.send, self.has_members = store, room_locks, send, has_members
+        self._last: dict[str, int] = {}  # room -> highest offset delivered live here
+
+    async def run(self) -> None:
+        """Deliver the store's live entries until cancelled."""
+        async for entry in self.store.live_entries():
+            try:
+                await self.deliver(entry)
+            except Exception:
+                log.exception("room %s: offset %d could not be delivered live", entry.room, entry.offset)
+
+    async def deliver(self, entry: LogEntry) -> None:
+        async with self.room_locks.hold(entry.room):
+            if not self.has_members(entry.room):
+                self._last.pop(entry.room, None)  # a later join replays from the log
+                return
+            last = self._last.get(entry.room)
+            if last is not None and entry.offset <= last:
+                return
+            missed = [] if last is None or entry.offset == last + 1 else await self.store.read(
+                entry.room, last, entry.offset - last - 1)
+            for each in (*missed, entry):
+                await self.send(each)
+            self._last[entry.room] = entry.offset
+        await self.store.mark_delivered(entry.room, entry.offset)
