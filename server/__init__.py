@@ -10,4 +10,13 @@ from .socket import SxSocket
 from .sqlite_store import SqliteStore
 from .store import LogEntry, RoomBounds, Store
 
-__all__ = ["LogEntry", "MemoryStore", "RoomBounds", "RoomSender", "SqliteStore", "Store", "SxServer", "SxSocket"]
+__all__ = ["LogEntry", "MemoryStore", "RedisStore", "RoomBounds", "RoomSender", "SqliteStore", "Store", "SxServer",
+           "SxSocket"]
+
+
+def __getattr__(name: str) -> object:
+    """``RedisStore`` needs the ``redis`` extra, so it is imported only when asked for."""
+    if name == "RedisStore":
+        from .redis_store import RedisStore
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

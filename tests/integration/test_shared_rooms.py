@@ -1,0 +1,125 @@
+"""Several servers sharing one Redis: every member sees one order, nothing lost.
+
+Two SxServers on two ports share a RedisStore (the machine's Redis, under a
+prefix of the test's own). Clients connect to either.
+"""
+
+import asyncio
+import json
+
+import pytest
+import redis.asyncio as redis
+
+from shotx.server import RedisStore
+
+
+def collect(client, into):
+    client.on_message("n", lambda data, meta: into.append((meta["offset"], data["n"])))
+
+
+@pytest.fixture
+async def two_servers(start_server, redis_url, redis_prefix):
+    def routes(sx):
+        sx.on_message("count", lambda data, socket: counted.append(data) or len(counted))
+
+    counted = []
+    first = await start_server(routes, store=RedisStore(redis_url, prefix=redis_prefix))
+    second = await start_server(routes, store=RedisStore(redis_url, prefix=redis_prefix))
+    return first, second, counted
+
+
+async def test_a_send_on_one_server_reaches_members_on_both(two_servers, make_client, wait_until):
+    first, second, _ = two_servers
+    here, there, got_here, got_there = make_client(first.url), make_client(second.url), [], []
+    collect(here, got_here)
+    collect(there, got_there)
+    for client in (here, there):
+        await client.connect("t")
+        await client.join("news")
+    await second.sx.to("news").send("n", {"n": 1})
+    await first.sx.to("news").send("n", {"n": 2})
+    await wait_until(lambda: got_here == got_there == [(1, 1), (2, 2)])
+
+
+async def test_concurrent_sends_from_both_servers_arrive_in_offset_order(two_servers, make_client, wait_until):
+    """A member drops a message at or below the offset it handled: out of order would mean lost."""
+    first, second, _ = two_servers
+    members = [make_client(server.url) for server in (first, second, first)]
+    got = [[] for _ in members]
+    for client, into in zip(members, got):
+        collect(client, into)
+        await client.connect("t")
+        await client.join("busy")
+
+    async def sender(server, numbers):
+        for n in numbers:
+            await server.sx.to("busy").send("n", {"n": n})
+
+    await asyncio.gather(sender(first, range(0, 200, 2)), sender(second, range(1, 200, 2)))
+    await wait_until(lambda: all(len(into) == 200 for into in got), timeout=15)
+    for into in got:
+        assert [offset for offset, _ in into] == list(range(1, 201))
+        assert sorted(n for _, n in into) == list(range(200))
+    assert got[0] == got[1] == got[2]
+
+
+async def test_backlog_sent_through_one_server_goes_to_the_first_joiner_on_the_other(two_servers, make_client):
+    first, second, _ = two_servers
+    for n in (1, 2, 3):
+        await second.sx.to("empty").send("n", {"n": n})
+    joiner, got = make_client(first.url), []
+    collect(joiner, got)
+    await joiner.connect("t")
+    answer = await joiner.join("empty")
+    assert [n for _, n in got] == [1, 2, 3] and answer["replayed"] == 3
+    later, more = make_client(second.url), []
+    collect(later, more)
+    await later.connect("t")
+    await later.join("empty")
+    assert more == []  # the Shotx backlog goes to one joiner, across servers too
+
+
+async def test_a_resend_to_another_server_gets_the_remembered_reply(two_servers, raw_client):
+    first, second, counted = two_servers
+    message = {"meta": {"type": "count", "id": "0199-resend-1"}, "data": "once"}
+    on_first, on_second = await raw_client(first.url), await raw_client(second.url)
+    reply = await on_first.call("message", message, timeout=5)
+    again = await on_second.call("message", {**message, "meta": {**message["meta"], "resend": True}}, timeout=5)
+    assert reply == again == {"meta": {"success": True}, "data": 1}
+    assert counted == ["once"]
+
+
+async def test_a_live_message_the_subscription_missed_is_filled_from_the_log(two_servers, make_client, wait_until,
+                                                                              redis_url, redis_prefix):
+    """Redis publishes at most once: an entry that reached the log but not a server's
+    subscription (written here straight into Redis, unpublished) still reaches members, in order."""
+    first, second, _ = two_servers
+    member, got = make_client(first.url), []
+    collect(member, got)
+    await member.connect("t")
+    await member.join("gappy")
+    await second.sx.to("gappy").send("n", {"n": 1})
+    await wait_until(lambda: got == [(1, 1)])
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        head = await direct.hincrby(f"{redis_prefix}:room:gappy:bounds", "head", 1)
+        await direct.xadd(f"{redis_prefix}:room:gappy:log",
+                          {"id": "unpublished", "type": "n", "data": json.dumps({"n": 2}), "ts": "1.0"},
+                          id=f"0-{head}")
+    finally:
+        await direct.aclose()
+    await second.sx.to("gappy").send("n", {"n": 3})
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
+
+
+async def test_the_log_outlives_a_server(start_server, make_client, redis_url, redis_prefix):
+    first = await start_server(store=RedisStore(redis_url, prefix=redis_prefix))
+    for n in (1, 2):
+        await first.sx.to("kept").send("n", {"n": n})
+    await first.stop()
+    again = await start_server(store=RedisStore(redis_url, prefix=redis_prefix))
+    client, got = make_client(again.url), []
+    collect(client, got)
+    await client.connect("t")
+    await client.join("kept")
+    assert got == [(1, 1), (2, 2)]
