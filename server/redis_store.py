@@ -101,12 +101,18 @@ class RedisStore:
         return f"{self.prefix}:room:{room}:log"
 
     async def open(self) -> None:
-        self.redis = redis.Redis.from_url(self.url, decode_responses=True)
+        # Named, so an operator (or a test) can find this store's connections in CLIENT LIST.
+        self.redis = redis.Redis.from_url(self.url, decode_responses=True, client_name=f"shotx:{self.prefix}")
         await self.redis.ping()  # fail here, with Redis's own error, not at the first send
         for name, source in (("append", _APPEND), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
                              ("forget", _FORGET_REPLIES)):
             self._scripts[name] = self.redis.register_script(source)
         # Subscribed before the first append can happen, so no entry of ours goes unseen.
+        await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel)
 
@@ -165,10 +171,12 @@ class RedisStore:
     async def live_entries(self) -> AsyncIterator[LogEntry]:
         """Every entry appended to any room by any process, in each room's offset order.
 
-        Redis publishes at most once: a subscriber that lost its connection
-        misses what was published meanwhile (the delivery side fills such
-        gaps from the log).
+        Raises when the subscription's connection fails; calling again
+        subscribes anew. Redis publishes at most once, so what was published
+        in between is missed: the delivery side fills such gaps from the log.
         """
+        if self._pubsub is None or not self._pubsub.subscribed:
+            await self._subscribe()
         async for message in self._pubsub.listen():
             if message.get("type") != "message":
                 continue

@@ -19,6 +19,7 @@ is at most once) is filled from the log before the new message goes out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,8 @@ from .room_locks import RoomLocks
 from .store import LogEntry, SharedStore
 
 log = logging.getLogger("shotx.server")
+RETRY_FIRST, RETRY_MOST = 0.1, 5.0  # seconds between attempts to subscribe again
+CATCH_UP_PAGE = 500
 
 
 class SharedDelivery:
@@ -35,12 +38,35 @@ class SharedDelivery:
         self._last: dict[str, int] = {}  # room -> highest offset delivered live here
 
     async def run(self) -> None:
-        """Deliver the store's live entries until cancelled."""
-        async for entry in self.store.live_entries():
+        """Deliver the store's live entries until cancelled, subscribing again when the stream fails."""
+        delay = RETRY_FIRST
+        while True:
             try:
-                await self.deliver(entry)
+                async for entry in self.store.live_entries():
+                    delay = RETRY_FIRST
+                    try:
+                        await self.deliver(entry)
+                    except Exception:
+                        log.exception("room %s: offset %d could not be delivered live", entry.room, entry.offset)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("live room messages: the store's stream failed (%s); again in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MOST)
+                await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """After a gap in the stream: deliver what each room with members here missed, from the log."""
+        for room, last in list(self._last.items()):
+            try:
+                entries = await self.store.read(room, last, CATCH_UP_PAGE)
+                while entries:
+                    for entry in entries:
+                        await self.deliver(entry)
+                    entries = await self.store.read(room, entries[-1].offset, CATCH_UP_PAGE)
             except Exception:
-                log.exception("room %s: offset %d could not be delivered live", entry.room, entry.offset)
+                log.exception("room %s: catching up after offset %d failed", room, last)
 
     async def deliver(self, entry: LogEntry) -> None:
         async with self.room_locks.hold(entry.room):

@@ -123,3 +123,26 @@ async def test_the_log_outlives_a_server(start_server, make_client, redis_url, r
     await client.connect("t")
     await client.join("kept")
     assert got == [(1, 1), (2, 2)]
+
+
+async def test_a_server_whose_subscription_dropped_subscribes_again_and_catches_up(
+        two_servers, make_client, wait_until, redis_url, redis_prefix):
+    first, second, _ = two_servers
+    member, got = make_client(first.url), []
+    collect(member, got)
+    await member.connect("t")
+    await member.join("flaky")
+    await second.sx.to("flaky").send("n", {"n": 1})
+    await wait_until(lambda: got == [(1, 1)])
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # Redis drops the servers' subscriptions (only this test's: they carry its prefix)
+        subscribers = await direct.client_list(_type="pubsub")
+        killed = [await direct.client_kill_filter(_id=c["id"]) for c in subscribers
+                  if c["name"] == f"shotx:{redis_prefix}"]
+        assert len(killed) == 2
+    finally:
+        await direct.aclose()
+    await second.sx.to("flaky").send("n", {"n": 2})  # published while nobody listens
+    await wait_until(lambda: got == [(1, 1), (2, 2)], timeout=5)
+    await second.sx.to("flaky").send("n", {"n": 3})
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
