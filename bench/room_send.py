@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
 import signal
 import sys
@@ -143,7 +144,7 @@ def bare_emitter(sx: SxServer, room: str) -> Callable[[int], Awaitable[Any]]:
         "notification", {**PAYLOAD, "n": n}, protocol.uuid7(), room, n + 1), room=room)
 
 
-async def start(store: str) -> tuple[SxServer, web.AppRunner, int]:
+async def start(store: Any) -> tuple[SxServer, web.AppRunner, int]:
     """An SxServer with an accept-all auth handler, listening on loopback."""
     app = web.Application()
     sx = SxServer(app, store=store, retention_interval=0)
@@ -156,7 +157,7 @@ async def start(store: str) -> tuple[SxServer, web.AppRunner, int]:
     return sx, runner, port
 
 
-async def run_store(store_kind: str, store: str, count: int, loadgen: list[str],
+async def run_store(store_kind: str, store: Any, count: int, loadgen: list[str],
                     scenarios: list[Scenario]) -> list[Result]:
     """Every scenario of ``scenarios`` against one fresh server and store."""
     sx, runner, port = await start(store)
@@ -188,6 +189,13 @@ SCENARIOS = {
                Scenario("concurrent, one room", "room", False, 100),
                Scenario("concurrent, a room each", "rooms", False, 100),
                Scenario("concurrent, a room each, one member in each", "rooms", True, 100)],
+    # Redis: the log shared by several server processes; with a member, the
+    # clock includes the message's way back through Redis's publish to this
+    # server's subscription (shared_delivery.py). Redis's own CPU (another
+    # process) is not counted.
+    "redis": [Scenario("sequential, no member", "room", False),
+              Scenario("sequential, one member", "room", True),
+              Scenario("concurrent, one room", "room", False, 100)],
     # The memory store's send never yields, so a sequential send to a member
     # would only queue frames and measure batched writes: no member here.
     "memory": [Scenario("sequential, no member", "room", False),
@@ -231,9 +239,27 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="shotx-bench-", dir=args.tmp) as tmp:
         for kind in args.stores:
-            store = "memory" if kind == "memory" else str(Path(tmp) / "rooms.sqlite3")
-            results += await run_store(kind, store, args.sends, loadgen, SCENARIOS[kind])
+            store: Any = "memory" if kind == "memory" else str(Path(tmp) / "rooms.sqlite3")
+            if kind == "redis":  # keys under a prefix of this process's own, deleted afterwards
+                from shotx.server import RedisStore
+                store = RedisStore(args.redis, prefix=f"shotx-bench-{os.getpid()}")
+            try:
+                results += await run_store(kind, store, args.sends, loadgen, SCENARIOS[kind])
+            finally:
+                if kind == "redis":
+                    await delete_keys(args.redis, store.prefix)
     return results
+
+
+async def delete_keys(url: str, prefix: str) -> None:
+    """Leave the shared Redis as it was: drop every key under ``prefix``."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(url)
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loadgen", default=shlex.join(["node", str(BENCH / "loadgen.mjs")]),
                         help="command that runs the load generator (its member mode)")
     parser.add_argument("--tmp", default=None, help="folder for the SQLite file (default: the system's)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for --stores redis")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
     try:

@@ -145,6 +145,8 @@ def server_list(args: argparse.Namespace) -> list[tuple[str, list[str], dict[str
     """(name, servers.py arguments, environment) of every server each round measures."""
     servers: list[tuple[str, list[str], dict[str, str] | None]] = [
         (name, arguments, None) for name, arguments in SERVERS.items()]
+    if args.redis:
+        servers.insert(2, ("shotx-redis", ["shotx", "--store", "redis", "--redis", args.redis], None))
     if args.candidate_env is not None:
         servers.insert(1, ("candidate-sqlite", SERVERS["shotx-sqlite"], args.candidate_env))
     return servers
@@ -221,6 +223,8 @@ def room_round(children: Children, loadgen: list[str], round_no: int, args: argp
     """The in-process room-send bench, in its own process, once."""
     command = [sys.executable, str(BENCH / "room_send.py"), "--json", "--sends", str(args.sends),
                "--loadgen", shlex.join(loadgen)]
+    if args.redis:
+        command += ["--stores", "sqlite", "memory", "redis", "--redis", args.redis]
     rows = json_rows(children, command, args)
     for row in rows:
         row["round"] = round_no
@@ -261,10 +265,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--python-loadgen", action="store_true", help="use loadgen.py even where Node is there")
     parser.add_argument("--candidate", type=Path, metavar="CHECKOUT",
                         help="also measure the server of another checkout (e.g. with a proposed patch) side by side")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0",
+                        help="Redis for the shotx-redis figures (skipped when it does not answer; '' to skip)")
     args = parser.parse_args()
+    args.redis = args.redis if args.redis and redis_answers(args.redis) else ""
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup, args.duration, args.sends = (0.5, 1.5, 5000) if args.quick else (1.0, 3.0, 20_000)
     return args
+
+
+def redis_answers(url: str) -> bool:
+    """Whether a Redis answers PING at ``url`` (its figures are measured only then)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, OSError):
+        print(f"==> no Redis at {url}: no shotx-redis figures", flush=True)
+        return False
+    finally:
+        client.close()
 
 
 def stop_on_sigterm() -> None:

@@ -2,6 +2,7 @@
 
 ``python bench/servers.py shotx --store sqlite --db /tmp/x.sqlite3``
 ``python bench/servers.py shotx --store memory``
+``python bench/servers.py shotx --store redis --redis redis://127.0.0.1:6379/0``
 ``python bench/servers.py bare``
 
 Both answer the same request the same way, so the only difference the load
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import socket as pysocket
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ VALID_TOKEN = "valid"
 AUTH = {"user_id": "bench"}
 
 
-def build_shotx(store: str) -> web.Application:
+def build_shotx(store: Any) -> web.Application:
     """Our server as a user writes it: auth handler plus one echo route."""
     from shotx.server import SxServer
 
@@ -87,11 +89,16 @@ def bind() -> pysocket.socket:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=["shotx", "bare"])
-    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--store", choices=["sqlite", "memory", "redis"], default="sqlite")
     parser.add_argument("--db", type=Path, default=Path("bench-server.sqlite3"))
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for --store redis")
     parser.add_argument("--profile", type=Path, help="write cProfile stats here on exit")
     args = parser.parse_args(argv)
-    store = "memory" if args.store == "memory" else str(args.db)
+    redis_store = None
+    if args.store == "redis":  # keys under a prefix of this process's own, deleted on exit
+        from shotx.server import RedisStore
+        redis_store = RedisStore(args.redis, prefix=f"shotx-bench-{os.getpid()}")
+    store = redis_store or ("memory" if args.store == "memory" else str(args.db))
     app = build_shotx(store) if args.kind == "shotx" else build_bare()
     sock = bind()
     profiler = cProfile.Profile() if args.profile else None
@@ -104,6 +111,19 @@ def main(argv: list[str] | None = None) -> None:
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(args.profile))
+        if redis_store is not None:
+            delete_keys(args.redis, redis_store.prefix)
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    """Leave the shared Redis as it was: drop every key under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 if __name__ == "__main__":

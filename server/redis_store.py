@@ -86,9 +86,11 @@ class RedisStore:
     >>> store = RedisStore("redis://127.0.0.1:6379/0", prefix="myapp")  # doctest: +SKIP
     """
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "shotx") -> None:
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "shotx",
+                 max_connections: int = 50) -> None:
         self.url = url
         self.prefix = prefix
+        self.max_connections = max_connections
         self.channel = f"{prefix}:live"
         self.redis: Any = None
         self._pubsub: Any = None
@@ -101,8 +103,13 @@ class RedisStore:
         return f"{self.prefix}:room:{room}:log"
 
     async def open(self) -> None:
-        # Named, so an operator (or a test) can find this store's connections in CLIENT LIST.
-        self.redis = redis.Redis.from_url(self.url, decode_responses=True, client_name=f"shotx:{self.prefix}")
+        # Blocking: under a burst of concurrent sends, a command waits for a free
+        # connection instead of failing with "Too many connections" (the default
+        # pool's answer past 100). Named, so CLIENT LIST shows whose they are.
+        pool = redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=30, decode_responses=True,
+            client_name=f"shotx:{self.prefix}")
+        self.redis = redis.Redis.from_pool(pool)
         await self.redis.ping()  # fail here, with Redis's own error, not at the first send
         for name, source in (("append", _APPEND), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
                              ("forget", _FORGET_REPLIES)):

@@ -96,7 +96,10 @@ class ReplyMemory:
         self._recent[key] = text
         if len(self._recent) > self.cache_size:
             self._recent.popitem(last=False)
-        await self.store.remember(principal, message_id, text, time.time())
+        try:
+            await self.store.remember(principal, message_id, text, time.time())
+        except Exception:  # the handler ran: its reply still goes out (without it the client resends anyway)
+            log.exception("reply to %s could not be remembered: a resend would run its handler again", message_id)
         for future in waiting:
             if not future.done():
                 future.set_result(text)

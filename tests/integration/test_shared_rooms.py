@@ -146,3 +146,18 @@ async def test_a_server_whose_subscription_dropped_subscribes_again_and_catches_
     await wait_until(lambda: got == [(1, 1), (2, 2)], timeout=5)
     await second.sx.to("flaky").send("n", {"n": 3})
     await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
+
+
+async def test_a_burst_of_requests_beyond_the_connection_pool_waits_instead_of_failing(
+        start_server, raw_client, redis_url, redis_prefix):
+    """150 requests at once through a pool of 5 connections: every one answered."""
+    server = await start_server(lambda sx: sx.on_message("echo", lambda data, socket: data),
+                                store=RedisStore(redis_url, prefix=redis_prefix, max_connections=5))
+    sio = await raw_client(server.url)
+    replies = await asyncio.gather(*(
+        sio.call("message", {"meta": {"type": "echo", "id": f"burst-{n}"}, "data": n}, timeout=20)
+        for n in range(150)))
+    assert [reply["data"] for reply in replies] == list(range(150))
+    principal = next(iter(server.sx.sockets.values())).principal
+    remembered = [await server.sx.store.recall(principal, f"burst-{n}") for n in range(150)]
+    assert None not in remembered  # every reply reached Redis: resends would not run a handler again

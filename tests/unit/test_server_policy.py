@@ -103,3 +103,17 @@ def test_room_locks_serialise_a_room_and_are_forgotten_after_use():
         assert locks.held == 0
 
     asyncio.run(scenario())
+
+
+def test_reply_memory_still_replies_when_the_store_cannot_remember(caplog):
+    """The handler ran: withholding its ack would only make the client resend and run it again."""
+    class UnreachableStore(MemoryStore):
+        async def remember(self, principal, message_id, reply_json, ts):
+            raise ConnectionError("the store went away")
+
+    async def handler():
+        return '{"meta": {"success": true}, "data": "ran"}'
+
+    reply = asyncio.run(ReplyMemory(UnreachableStore()).once("p", "id-1", handler))
+    assert json.loads(reply)["data"] == "ran"
+    assert "id-1 could not be remembered" in caplog.text
