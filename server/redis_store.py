@@ -12,19 +12,30 @@ them; the servers deliver live messages from that channel
 
 Durability is Redis's: a write counts once Redis has acknowledged it, and
 survives a Redis restart as far as its persistence settings (AOF,
-``appendfsync``) say. Keys live under a prefix, so one Redis can serve
+``appendfsync``) say. Remembered replies are written as the SQLite store
+writes them, in batches: ``remember`` keeps the reply here and a write of
+everything kept follows within ``REPLY_WRITE_DELAY`` (or at the next
+``flushed``), so an ack does not wait for a Redis round trip of its own,
+which cost a third of the round trips. Until then this process's ``recall``
+finds the reply; a resend to another process inside that window runs the
+handler again, as it would after a crash inside it. Keys live under a prefix, so one Redis can serve
 several deployments (and tests can clear exactly their own keys).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as redis
 
 from .store import LogEntry, RoomBounds
+
+log = logging.getLogger("shotx.server")
+REPLY_WRITE_DELAY = 0.05  # seconds a remembered reply may wait for company before it is written
 
 _APPEND = """
 local head = redis.call('HINCRBY', KEYS[1], 'head', 1)
@@ -95,6 +106,9 @@ class RedisStore:
         self.redis: Any = None
         self._pubsub: Any = None
         self._scripts: dict[str, Any] = {}
+        self._replies: dict[str, tuple[str, float]] = {}  # field -> (reply, ts), not written yet
+        self._reply_write: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     def _bounds_key(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:bounds"
@@ -124,6 +138,8 @@ class RedisStore:
         await self._pubsub.subscribe(self.channel)
 
     async def close(self) -> None:
+        if self.redis is not None:
+            await self.flushed()
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
@@ -139,7 +155,39 @@ class RedisStore:
         return LogEntry(room, int(head), message_id, type_, data_json, ts)
 
     async def flushed(self) -> None:
-        return None  # an acknowledged write is as durable as Redis's persistence makes it
+        """Appends are written when they return; this writes the replies kept meanwhile."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+        if self._replies:
+            await self._write_replies()
+
+    def _schedule_reply_write(self) -> None:
+        if self._reply_write is None:
+            self._reply_write = asyncio.get_running_loop().call_later(REPLY_WRITE_DELAY, self._start_reply_write)
+
+    def _start_reply_write(self) -> None:
+        self._reply_write = None
+        if self._replies and self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_replies())
+            self._writing.add_done_callback(self._reply_write_done)
+
+    def _reply_write_done(self, task: asyncio.Task[None]) -> None:
+        self._writing = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("remembered replies could not be written to Redis: %s (trying again)", task.exception())
+        if self._replies:
+            self._schedule_reply_write()
+
+    async def _write_replies(self) -> None:
+        batch, self._replies = self._replies, {}
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(f"{self.prefix}:replies", mapping={field: reply for field, (reply, _) in batch.items()})
+                pipe.zadd(f"{self.prefix}:replies:ts", {field: ts for field, (_, ts) in batch.items()})
+                await pipe.execute()
+        except BaseException:
+            self._replies = {**batch, **self._replies}  # kept for the next attempt, newer ones winning
+            raise
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
         rows = await self.redis.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
@@ -161,17 +209,19 @@ class RedisStore:
         return dropped
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
-        field = json.dumps([principal, message_id])
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"{self.prefix}:replies", field, reply_json)
-            pipe.zadd(f"{self.prefix}:replies:ts", {field: ts})
-            await pipe.execute()
+        self._replies[json.dumps([principal, message_id])] = (reply_json, ts)
+        self._schedule_reply_write()
 
     async def recall(self, principal: str, message_id: str) -> str | None:
-        found = await self.redis.hget(f"{self.prefix}:replies", json.dumps([principal, message_id]))
+        field = json.dumps([principal, message_id])
+        kept = self._replies.get(field)
+        if kept is not None:
+            return kept[0]
+        found = await self.redis.hget(f"{self.prefix}:replies", field)
         return None if found is None else str(found)
 
     async def forget_replies_before(self, ts: float) -> int:
+        await self.flushed()
         keys = [f"{self.prefix}:replies", f"{self.prefix}:replies:ts"]
         return int(await self._scripts["forget"](keys=keys, args=[repr(ts)]))
 
