@@ -28,7 +28,7 @@ DEMO_ROOM = "user-room"
 SX = web.AppKey("sx", SxServer)
 
 
-def build_app(store: str, web_dir: Path | None, interval: float) -> web.Application:
+def build_app(store: Any, web_dir: Path | None, interval: float) -> web.Application:
     app = web.Application()
     sx = SxServer(app, store=store)
 
@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shotx.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000, help="0 picks a free port")
-    parser.add_argument("--store", default="shotx-demo.sqlite3", help="SQLite file, or 'memory'")
+    parser.add_argument("--store", default="shotx-demo.sqlite3",
+                        help="SQLite file, 'memory', or a redis:// URL (several processes)")
+    parser.add_argument("--prefix", default="shotx", help="key prefix in Redis (with a redis:// store)")
     parser.add_argument("--web", type=Path, default=Path("web/dist"), help="built web bundle to serve")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between demo notifications (0: off)")
     parser.add_argument("--verbose", action="store_true")
@@ -114,7 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    app = build_app(args.store, args.web, args.interval)
+    store: Any = args.store
+    if store.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_store import RedisStore
+        store = RedisStore(store, prefix=args.prefix)
+    app = build_app(store, args.web, args.interval)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
     web.run_app(app, sock=sock, print=None, handle_signals=True)
 

@@ -108,6 +108,8 @@ def redis_prefix() -> Any:
     """A key prefix of this test's own on the test Redis; its keys are deleted afterwards.
 
     Without a Redis the test skips on a laptop and fails in CI (``CI=true``).
+    Ask for it before ``start_server``, so that it is torn down after the
+    servers, whose closing stores still write.
     """
     import redis
 

@@ -6,10 +6,14 @@ prefix of the test's own). Clients connect to either.
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import redis.asyncio as redis
 
+from shotx.client import SxClient
 from shotx.server import RedisStore
 
 
@@ -18,7 +22,7 @@ def collect(client, into):
 
 
 @pytest.fixture
-async def two_servers(start_server, redis_url, redis_prefix):
+async def two_servers(redis_prefix, redis_url, start_server):
     def routes(sx):
         sx.on_message("count", lambda data, socket: counted.append(data) or len(counted))
 
@@ -113,7 +117,7 @@ async def test_a_live_message_the_subscription_missed_is_filled_from_the_log(two
     await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
 
 
-async def test_the_log_outlives_a_server(start_server, make_client, redis_url, redis_prefix):
+async def test_the_log_outlives_a_server(redis_prefix, redis_url, start_server, make_client):
     first = await start_server(store=RedisStore(redis_url, prefix=redis_prefix))
     for n in (1, 2):
         await first.sx.to("kept").send("n", {"n": n})
@@ -149,7 +153,7 @@ async def test_a_server_whose_subscription_dropped_subscribes_again_and_catches_
     await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
 
 
-async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(start_server, redis_url, redis_prefix):
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis_prefix, redis_url, start_server):
     """150 sends at once to 150 rooms (so none waits on a room lock) through a pool of 5 connections."""
     server = await start_server(store=RedisStore(redis_url, prefix=redis_prefix, max_connections=5))
     sent = await asyncio.gather(*(server.sx.to(f"burst-{n}").send("n", {"n": n}) for n in range(150)))
@@ -175,3 +179,39 @@ async def test_remembered_replies_reach_redis_within_the_write_delay(redis_url, 
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_two_demo_server_processes_on_one_redis(redis_url, redis_prefix, wait_until):
+    """Real processes (nothing shared but Redis): sends through both reach a member of one, in order."""
+    def start(port=0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shotx.server", "--port", str(port), "--store", redis_url,
+             "--prefix", redis_prefix, "--interval", "0", "--web", os.devnull], stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        assert "listening on" in line, line
+        return proc, line.split()[-1]
+
+    (first, first_url), (second, second_url) = start(), start()
+    clients = [SxClient(first_url), SxClient(first_url), SxClient(second_url)]
+    try:
+        member, on_first, on_second = clients
+        got = []
+        member.on_message("notification", lambda data, meta: got.append((meta["offset"], data["n"])))
+        for client in clients:
+            await client.connect("valid")
+        await member.join("user-room")
+
+        async def publish(client, numbers):
+            for n in numbers:
+                await client.send("publish", {"n": n})
+        await asyncio.gather(publish(on_first, range(0, 60, 2)), publish(on_second, range(1, 60, 2)))
+        await wait_until(lambda: len(got) == 60, timeout=15)
+        assert [offset for offset, _ in got] == list(range(1, 61))
+        assert sorted(n for _, n in got) == list(range(60))
+    finally:
+        for client in clients:
+            await client.close()
+        for proc in (first, second):
+            proc.terminate()
+            proc.wait(10)
+            proc.stdout.close()
