@@ -138,8 +138,14 @@ class RedisStore:
         await self._pubsub.subscribe(self.channel)
 
     async def close(self) -> None:
+        if self._reply_write is not None:
+            self._reply_write.cancel()
+            self._reply_write = None
         if self.redis is not None:
-            await self.flushed()
+            try:
+                await self.flushed()
+            except Exception as error:  # closing goes on: the connections must still be released
+                log.error("replies not yet written to Redis are lost at close: %s", error)
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
