@@ -233,12 +233,16 @@ def markdown(ack_rows: list[Row], room_rows: list[Row], layer_rows: list[Row], m
         "Each client sends `{meta: {type: \"test_route\", id: <uuid7>}, data}` on event `message`, awaits the ack, "
         "repeats. `shotx-*` is `SxServer` with the `test_route` echo handler (idempotency layer on: every reply is "
         "remembered in the store); `bare` is python-socketio's `AsyncServer` on aiohttp returning the same ack. "
-        "Server CPU is utime+stime of the server process over the window (from /proc), divided by the acks.", "",
+        "Server CPU is utime+stime of the server process over the window (from /proc), divided by the acks; "
+        "for `shotx-redis` (`RedisStore`, the store several server processes share) Redis's own CPU, another "
+        "process on the same two cores, is not in it, but it does slow the round trips.", "",
         *ack_table(acks), "",
         "## Room sends (in-process, `await sx.to(room).send(...)`)", "",
         "CPU is `time.process_time()` of the server process over all sends; with a member, until that member "
         "(a real client, another process) has received every message. `concurrent` is 100 tasks sending at once. "
-        "`bare sio.emit` is python-socketio broadcasting the same frame with no log: the floor under a live send.", "",
+        "`bare sio.emit` is python-socketio broadcasting the same frame with no log: the floor under a live send. "
+        "`redis` rows: each send is one Lua script in Redis plus the server receiving its own publish (it delivers "
+        "from there, `shared_delivery.py`); Redis's own CPU is not counted.", "",
         *room_table(rooms), "",
         "## Our layer alone (in-process, no network)", "",
         "`layer_cost.py` calls the server's Socket.IO `message` handler directly, as python-socketio does after "
