@@ -94,17 +94,23 @@ async def test_a_resend_to_another_server_gets_the_remembered_reply(two_servers,
     assert counted == ["once"]
 
 
+async def member_on_first(servers, make_client, wait_until, room):
+    """A member of ``room`` on the first server, once it got a first send made on the second."""
+    first, second, _ = servers
+    member, got = make_client(first.url), []
+    collect(member, got)
+    await member.connect("t")
+    await member.join(room)
+    await second.sx.to(room).send("n", {"n": 1})
+    await wait_until(lambda: got == [(1, 1)])
+    return second, got
+
+
 async def test_a_live_message_the_subscription_missed_is_filled_from_the_log(two_servers, make_client, wait_until,
                                                                               redis_url, redis_prefix):
     """Redis publishes at most once: an entry that reached the log but not a server's
     subscription (written here straight into Redis, unpublished) still reaches members, in order."""
-    first, second, _ = two_servers
-    member, got = make_client(first.url), []
-    collect(member, got)
-    await member.connect("t")
-    await member.join("gappy")
-    await second.sx.to("gappy").send("n", {"n": 1})
-    await wait_until(lambda: got == [(1, 1)])
+    second, got = await member_on_first(two_servers, make_client, wait_until, "gappy")
     direct = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         head = await direct.hincrby(f"{redis_prefix}:room:gappy:bounds", "head", 1)
@@ -132,13 +138,7 @@ async def test_the_log_outlives_a_server(redis_prefix, redis_url, start_server, 
 
 async def test_a_server_whose_subscription_dropped_subscribes_again_and_catches_up(
         two_servers, make_client, wait_until, redis_url, redis_prefix):
-    first, second, _ = two_servers
-    member, got = make_client(first.url), []
-    collect(member, got)
-    await member.connect("t")
-    await member.join("flaky")
-    await second.sx.to("flaky").send("n", {"n": 1})
-    await wait_until(lambda: got == [(1, 1)])
+    second, got = await member_on_first(two_servers, make_client, wait_until, "flaky")
     direct = redis.Redis.from_url(redis_url, decode_responses=True)
     try:  # Redis drops the servers' subscriptions (only this test's: they carry its prefix)
         subscribers = await direct.client_list(_type="pubsub")
