@@ -97,12 +97,15 @@ def fresh_wheel(out_dir: Path) -> Path:
     build.py is loaded under another name: ``import build`` is the PyPA
     builder it calls.
     """
+    if str(ROOT) not in sys.path:  # build.py imports pyodide_bundle.py from beside it
+        sys.path.insert(0, str(ROOT))
     spec = importlib.util.spec_from_file_location("shotx_build_script", ROOT / "build.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     wheel = script.build_project_wheel(out_dir)
-    return Path(script.add_pyodide_bytecode([wheel], None, out_dir / "compiled")[0])
+    pyodide_js = script.NODE_MODULES / "pyodide" / "pyodide.js"
+    return Path(script.add_pyodide_bytecode([wheel], None, out_dir / "compiled", pyodide_js)[0])
 
 
 def swap_wheel(site: Path, wheel: Path) -> str:
