@@ -32,6 +32,8 @@ CATCH_UP_PAGE = 500
 
 
 class SharedDelivery:
+    """One server process's deliveries from a shared store's stream of appends (see above)."""
+
     def __init__(self, store: SharedStore, room_locks: RoomLocks,
                  send: Callable[[LogEntry], Awaitable[None]], has_members: Callable[[str], bool]) -> None:
         self.store, self.room_locks, self.send, self.has_members = store, room_locks, send, has_members
