@@ -215,3 +215,13 @@ async def test_two_demo_server_processes_on_one_redis(redis_url, redis_prefix, w
             proc.terminate()
             proc.wait(10)
             proc.stdout.close()
+
+
+def test_a_redis_url_as_store_means_a_redis_store_with_the_default_prefix():
+    from aiohttp import web
+
+    from shotx.server import SxServer
+
+    sx = SxServer(web.Application(), store="redis://127.0.0.1:6379/0")  # not opened: no key is touched
+    assert isinstance(sx.store, RedisStore) and sx.store.prefix == "shotx" and sx.shared is not None
+    assert SxServer(web.Application(), store="memory").shared is None
