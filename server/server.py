@@ -177,6 +177,8 @@ class SxServer:
             if task is not None:
                 task.cancel()
         self._retention_task = self._shared_task = None
+        if self.shared is not None and self._opened is not None:
+            await self.shared.close()
         if self._opened is not None:
             await self.store.close()
             self._opened = None

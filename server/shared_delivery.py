@@ -29,6 +29,9 @@ from .store import LogEntry, SharedStore
 log = logging.getLogger("shotx.server")
 RETRY_FIRST, RETRY_MOST = 0.1, 5.0  # seconds between attempts to subscribe again
 CATCH_UP_PAGE = 500
+# Seconds a room's delivered mark in the store may lag what was delivered here:
+# one write per room per interval instead of a Redis round trip per message.
+MARK_DELAY = 0.05
 
 
 class SharedDelivery:
@@ -38,6 +41,9 @@ class SharedDelivery:
                  send: Callable[[LogEntry], Awaitable[None]], has_members: Callable[[str], bool]) -> None:
         self.store, self.room_locks, self.send, self.has_members = store, room_locks, send, has_members
         self._last: dict[str, int] = {}  # room -> highest offset delivered live here
+        self._marks: dict[str, int] = {}  # room -> offset delivered here, not yet marked in the store
+        self._marking: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def run(self) -> None:
         """Deliver the store's live entries until cancelled, subscribing again when the stream fails."""
@@ -83,4 +89,32 @@ class SharedDelivery:
             for each in (*missed, entry):
                 await self.send(each)
             self._last[entry.room] = entry.offset
-        await self.store.mark_delivered(entry.room, entry.offset)
+        self._marks[entry.room] = entry.offset
+        if self._marking is None and not self._closed:
+            self._marking = asyncio.ensure_future(self._mark_soon())
+
+    async def _mark_soon(self) -> None:
+        try:
+            await asyncio.sleep(MARK_DELAY)
+            await self.write_marks()
+        finally:
+            self._marking = None
+            if self._marks and not self._closed:  # delivered while the marks were being written
+                self._marking = asyncio.ensure_future(self._mark_soon())
+
+    async def write_marks(self) -> None:
+        """Move each room's delivered mark in the store to what was delivered here."""
+        marks, self._marks = self._marks, {}
+        for room, offset in marks.items():
+            try:
+                await self.store.mark_delivered(room, offset)
+            except Exception:
+                log.exception("room %s: delivered mark %d could not be written", room, offset)
+
+    async def close(self) -> None:
+        """Stop the pending mark write and do it now (before the store closes)."""
+        self._closed = True
+        if self._marking is not None:
+            self._marking.cancel()
+            self._marking = None
+        await self.write_marks()

@@ -225,3 +225,21 @@ def test_a_redis_url_as_store_means_a_redis_store_with_the_default_prefix():
     sx = SxServer(web.Application(), store="redis://127.0.0.1:6379/0")  # not opened: no key is touched
     assert isinstance(sx.store, RedisStore) and sx.store.prefix == "shotx" and sx.shared is not None
     assert SxServer(web.Application(), store="memory").shared is None
+
+
+async def test_what_a_member_got_live_is_no_backlog_for_the_next_first_joiner(two_servers, make_client, wait_until):
+    """The delivered mark follows live deliveries (within the shared delivery's mark delay)."""
+    first, second, _ = two_servers
+    await member_on_first(two_servers, make_client, wait_until, "marked")
+    marks = []
+    for _ in range(50):
+        marks.append((await second.sx.store.bounds("marked")).delivered)
+        if marks[-1] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert marks[-1] == 1
+    newcomer, got = make_client(second.url), []
+    collect(newcomer, got)
+    await newcomer.connect("t")
+    answer = await newcomer.join("marked")  # no since: the Shotx backlog, which is empty now
+    assert answer["replayed"] == 0 and got == []
