@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from servers import delete_keys
 from shotx.client import protocol
 from shotx.server import SxServer
 
@@ -247,19 +248,8 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
                 results += await run_store(kind, store, args.sends, loadgen, SCENARIOS[kind])
             finally:
                 if kind == "redis":
-                    await delete_keys(args.redis, store.prefix)
+                    delete_keys(args.redis, store.prefix)  # servers.py's: the bench's one clean-up of Redis
     return results
-
-
-async def delete_keys(url: str, prefix: str) -> None:
-    """Leave the shared Redis as it was: drop every key under ``prefix``."""
-    import redis.asyncio as redis
-
-    client = redis.Redis.from_url(url)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:

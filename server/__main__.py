@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .server import SxServer
+from .server import SxServer, open_store
 from .socket import SxSocket
 
 DEMO_ROOM = "user-room"
@@ -116,11 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    store: Any = args.store
-    if store.startswith(("redis://", "rediss://", "unix://")):
-        from .redis_store import RedisStore
-        store = RedisStore(store, prefix=args.prefix)
-    app = build_app(store, args.web, args.interval)
+    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
     web.run_app(app, sock=sock, print=None, handle_signals=True)
 

@@ -18,8 +18,10 @@ everything kept follows within ``REPLY_WRITE_DELAY`` (or at the next
 ``flushed``), so an ack does not wait for a Redis round trip of its own,
 which cost a third of the round trips. Until then this process's ``recall``
 finds the reply; a resend to another process inside that window runs the
-handler again, as it would after a crash inside it. Keys live under a prefix, so one Redis can serve
-several deployments (and tests can clear exactly their own keys).
+handler again, as it would after a crash inside it.
+
+Keys live under a prefix, so one Redis can serve several deployments (and
+tests can clear exactly their own keys).
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ class RedisStore:
         self.prefix = prefix
         self.max_connections = max_connections
         self.channel = f"{prefix}:live"
+        self._rooms_key = f"{prefix}:rooms"  # every room with a log, for retention by age
+        self._replies_key, self._reply_times_key = f"{prefix}:replies", f"{prefix}:replies:ts"
         self.redis: Any = None
         self._pubsub: Any = None
         self._scripts: dict[str, Any] = {}
@@ -155,7 +159,7 @@ class RedisStore:
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
-        keys = [self._bounds_key(room), self._log_key(room), f"{self.prefix}:rooms", self.channel]
+        keys = [self._bounds_key(room), self._log_key(room), self._rooms_key, self.channel]
         head = await self._scripts["append"](keys=keys, args=[room, message_id, type_, data_json, repr(ts),
                                                               int(delivered), max_messages])
         return LogEntry(room, int(head), message_id, type_, data_json, ts)
@@ -188,8 +192,8 @@ class RedisStore:
         batch, self._replies = self._replies, {}
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(f"{self.prefix}:replies", mapping={field: reply for field, (reply, _) in batch.items()})
-                pipe.zadd(f"{self.prefix}:replies:ts", {field: ts for field, (_, ts) in batch.items()})
+                pipe.hset(self._replies_key, mapping={field: reply for field, (reply, _) in batch.items()})
+                pipe.zadd(self._reply_times_key, {field: ts for field, (_, ts) in batch.items()})
                 await pipe.execute()
         except BaseException:
             self._replies = {**batch, **self._replies}  # kept for the next attempt, newer ones winning
@@ -209,7 +213,7 @@ class RedisStore:
 
     async def drop_older_than(self, ts: float) -> int:
         dropped = 0
-        for room in await self.redis.smembers(f"{self.prefix}:rooms"):
+        for room in await self.redis.smembers(self._rooms_key):
             dropped += int(await self._scripts["drop"](keys=[self._bounds_key(room), self._log_key(room)],
                                                        args=[repr(ts)]))
         return dropped
@@ -223,12 +227,12 @@ class RedisStore:
         kept = self._replies.get(field)
         if kept is not None:
             return kept[0]
-        found = await self.redis.hget(f"{self.prefix}:replies", field)
+        found = await self.redis.hget(self._replies_key, field)
         return None if found is None else str(found)
 
     async def forget_replies_before(self, ts: float) -> int:
         await self.flushed()
-        keys = [f"{self.prefix}:replies", f"{self.prefix}:replies:ts"]
+        keys = [self._replies_key, self._reply_times_key]
         return int(await self._scripts["forget"](keys=keys, args=[repr(ts)]))
 
     async def live_entries(self) -> AsyncIterator[LogEntry]:

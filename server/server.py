@@ -42,11 +42,11 @@ REPLAY_PAGE = 500
 SHUTDOWN_GRACE = 5.0  # seconds the sockets get to say goodbye when the server stops
 
 
-def open_store(store: Store | str | Path) -> Store:
-    """``"memory"``, a Redis URL, a SQLite file path, or a ready :class:`Store`."""
+def open_store(store: Store | str | Path, *, redis_prefix: str = "shotx") -> Store:
+    """``"memory"``, a Redis URL (keys under ``redis_prefix``), a SQLite file path, or a ready :class:`Store`."""
     if isinstance(store, str) and store.startswith(("redis://", "rediss://", "unix://")):
         from .redis_store import RedisStore  # only with the redis extra installed
-        return RedisStore(store)
+        return RedisStore(store, prefix=redis_prefix)
     if isinstance(store, (str, Path)):
         return MemoryStore() if str(store) == "memory" else SqliteStore(store)
     return store
@@ -177,9 +177,9 @@ class SxServer:
             if task is not None:
                 task.cancel()
         self._retention_task = self._shared_task = None
-        if self.shared is not None and self._opened is not None:
-            await self.shared.close()
         if self._opened is not None:
+            if self.shared is not None:
+                await self.shared.close()  # its last delivered marks, before the store goes
             await self.store.close()
             self._opened = None
 
