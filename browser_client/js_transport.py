@@ -106,11 +106,11 @@ class JsTransport:
         if self._socket is None:
             raise ConnectError("not connected")
         if on_ack is None:
-            _EMIT(self._socket, event, json.dumps(payload))
+            _EMIT(self._socket, event, protocol.encode_json(payload))
             return
         self._next_ack += 1
         self._acks[self._next_ack] = on_ack
-        _EMIT(self._socket, event, json.dumps(payload), self._ack_sink, self._next_ack)
+        _EMIT(self._socket, event, protocol.encode_json(payload), self._ack_sink, self._next_ack)
 
     async def disconnect(self) -> None:
         socket, self._socket = self._socket, None
