@@ -20,7 +20,7 @@ from typing import Any
 from . import protocol
 from .core import Backoff, Outbox, RoomBook, SeenIds
 from .errors import AuthError, ConnectError, SxError, SxTimeoutError
-from .inbox import Handler, Inbox
+from .inbox import GapHandler, Handler, Inbox
 from .sender import Sender, reply_data
 from .store import ClientStore, MemoryStore
 from .transport import Transport
@@ -135,7 +135,7 @@ class SxClient:
         self._loaded = True
         state = await self.store.load()
         self.sender.load(state.outbox)
-        self.inbox.rooms = RoomBook(dict(state.rooms), SeenIds(state.seen))
+        self.inbox.rooms = RoomBook(dict(state.rooms), SeenIds(state.seen), dict(state.epochs))
 
     # ---- connection ----------------------------------------------------------------
 
@@ -276,13 +276,17 @@ class SxClient:
     async def join(self, room: str, timeout: float | None = None) -> Any:
         """Join a room (remembered, rejoined after reconnects and reloads).
 
-        Returns the join answer ``{room, since, head, replayed, missed}``; a
-        non-zero ``missed`` means retention dropped messages we never saw.
+        Returns the join answer ``{room, since, head, replayed, missed, ...}``
+        once the messages it replays have been handled. A gap (retention
+        dropped messages we never saw, or the server's log is another history)
+        also reaches the :meth:`on_gap` handlers. A join the server fails
+        raises :class:`MessageError` here; the room stays joined and the
+        client tries again with backoff (``leave`` stops it).
         """
         protocol.check_room(room)
         await self.restore()
         self.rooms.join(room)
-        await self.store.save_room(room, self.rooms.offsets[room])
+        await self.store.save_room(room, self.rooms.offsets[room], self.rooms.epochs.get(room))
         future = self._joins.get(room)
         if future is None or future.done():
             future = self._joins[room] = asyncio.get_running_loop().create_future()
@@ -301,26 +305,73 @@ class SxClient:
         return await self._request(protocol.LEAVE, {"room": room}, self.timeout if timeout is None else timeout)
 
     async def _join_now(self, room: str, wait_handled: bool = False) -> None:
+        """One join on this connection; a failure goes to ``join()`` and is retried in the background."""
+        lost = self._lost
         try:
-            answer = await self._request(protocol.JOIN, self.rooms.join_request(room), self.timeout or 30)
+            answer = await self._join_once(room, wait_handled)
         except SxError as error:
-            log.error("join %s failed: %s", room, error)
-            return _settle(self._joins.pop(room, None), error)
-        if wait_handled:
-            # The replay arrived before this ack: join() returns with it handled.
-            # Not on rejoin, where a handler awaiting a send would wait on us.
-            await self.inbox.drained()
-        self.join_answers[room] = answer
-        if isinstance(answer, dict):
-            await self._adopt_join_answer(room, answer)
+            log.warning("join %s failed: %s", room, error)
+            _settle(self._joins.pop(room, None), error)
+            if not lost.is_set():
+                self._spawn(self._retry_join(room, lost))
+            return
         _settle(self._joins.pop(room, None), answer)
 
-    async def _adopt_join_answer(self, room: str, answer: dict[str, Any]) -> None:
-        if answer.get("missed"):
-            log.warning("room %s: %s messages expired before we rejoined", room, answer["missed"])
-        if self.rooms.adopt_reset(room, answer.get("since"), answer.get("head")):
-            log.warning("room %s: the server's log is behind our offset (reset?): back to %s", room, answer["head"])
-            await self.store.save_room(room, answer["head"])
+    async def _retry_join(self, room: str, lost: asyncio.Event) -> None:
+        """Join again with backoff until it works, the room is left or the connection drops
+        (then the next connection rejoins)."""
+        backoff = Backoff(self.backoff.initial, self.backoff.maximum, self.backoff.randomization)
+        while room in self.rooms.offsets and not lost.is_set():
+            delay = backoff.next_delay()
+            log.info("join %s: trying again in %.2fs", room, delay)
+            try:
+                await asyncio.wait_for(lost.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self._join_once(room, wait_handled=False)
+                log.info("join %s: joined on retry", room)
+                return
+            except SxError as error:
+                log.warning("join %s failed again: %s", room, error)
+
+    async def _join_once(self, room: str, wait_handled: bool) -> Any:
+        timeout = self.timeout or 30
+        adopted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # The ack goes through the inbox in wire order: the position is taken from
+        # the answer before the replay that follows it is judged against it.
+        request = protocol.request(protocol.JOIN, self.rooms.join_request(room))
+        await self.transport.emit(protocol.MESSAGE_EVENT, request, lambda reply: self.inbox.put_answer(room, reply, adopted))
+        answer = reply_data(await _bounded(adopted, timeout, protocol.JOIN))
+        self.join_answers[room] = answer
+        until = answer.get("until") if isinstance(answer, dict) else None
+        if wait_handled and isinstance(until, int) and answer.get("replayed"):
+            # join() returns with the replay handled. Not on rejoin, where a
+            # handler awaiting a send would wait on us.
+            try:
+                await asyncio.wait_for(self.inbox.reached(room, until), timeout)
+            except asyncio.TimeoutError:
+                raise SxTimeoutError(protocol.JOIN, timeout) from None
+        return answer
+
+    def on_gap(self, handler: GapHandler | None = None) -> Any:
+        """Call ``handler(gap)`` (sync or async) when a join finds room messages this
+        client will not get: a :class:`~shotx.client.core.Gap` with the room, the
+        reason (``"expired"``, ``"reset"``, ``"new_history"``) and the counts.
+
+        It runs in order with the room's messages, before the replay that follows
+        the join answer. Usable as a call (returns self) or as a decorator.
+        """
+        if handler is None:
+            def decorate(fn: GapHandler) -> GapHandler:
+                self.on_gap(fn)
+                return fn
+            return decorate
+        if not callable(handler):
+            raise TypeError("on_gap needs a function")
+        self.inbox.gap_handlers.append(handler)
+        return self
 
     def on_message(self, type_: str, handler: Handler | None = None) -> Any:
         """Handle server messages of ``type_`` with ``handler(data[, meta])``.

@@ -13,9 +13,12 @@ classes; none of them decides anything. The decisions are:
   remembers ``(principal, id) -> reply``, so a record whose ack was lost runs
   its handler once and the resend just fetches the reply.
 * **Rooms.** :class:`RoomBook` keeps each joined room with the offset of the
-  last message whose handler *finished*. A rejoin sends that offset as
-  ``since`` and the server replays what came after. A room joined for the
-  first time sends no ``since`` and gets the Shotx backlog.
+  last message whose handler *finished*, and the epoch (history) that offset
+  counts in. A rejoin sends both as ``since`` and ``epoch`` and the server
+  replays what came after (or, for another history, everything). A room
+  joined for the first time sends no ``since`` and gets the Shotx backlog;
+  its position starts at the join answer, which the server sends before the
+  replay. An answer that says messages are gone becomes a :class:`Gap`.
 * **Dedup.** Replay and live broadcast can overlap around a join, so a room
   message is handled only if its offset is past the room's offset and its id
   was not seen recently (:class:`SeenIds`).
@@ -29,7 +32,7 @@ import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeGuard
 
 from . import protocol
 
@@ -151,14 +154,46 @@ class SeenIds:
         return list(self._order)
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Room messages this client will not receive: its application may want to
+    reload its view or fetch what it missed from its own database.
+
+    ``reason`` is :data:`GAP_EXPIRED` (retention dropped ``missed`` messages
+    before we rejoined), :data:`GAP_RESET` (the server's log ends before our
+    offset: it lost messages we had) or :data:`GAP_NEW_HISTORY` (the room's
+    log is another history than the one our offset counted, e.g. a server
+    restarted on an empty store: its messages are replayed from its start).
+    ``since`` is the offset we joined with, ``head`` the server's.
+    """
+
+    room: str
+    reason: str
+    missed: int
+    since: int | None
+    head: int
+
+
+GAP_EXPIRED: Final = "expired"
+GAP_RESET: Final = "reset"
+GAP_NEW_HISTORY: Final = "new_history"
+
+
 @dataclass
 class RoomBook:
     """Joined rooms with the offset of the last message handled in each.
+
+    A room's position is its offset plus the ``epoch`` (history) it counts
+    in. It starts at the first join answer (before the replay that follows
+    the answer), so a member that joins and drops before its first message
+    still rejoins from there instead of from the room's delivered mark.
 
     >>> book = RoomBook()
     >>> book.join("r")
     >>> book.join_request("r")
     {'room': 'r'}
+    >>> book.adopt_answer("r", {"head": 0, "after": 0, "epoch": "e1", "missed": 0})
+    (True, None)
     >>> book.accept({"room": "r", "offset": 1, "id": "m1"})
     True
     >>> book.handled("r", 1, "m1")
@@ -166,22 +201,27 @@ class RoomBook:
     >>> book.accept({"room": "r", "offset": 1, "id": "m1"})
     False
     >>> book.join_request("r")
-    {'room': 'r', 'since': 1}
+    {'room': 'r', 'since': 1, 'epoch': 'e1'}
     """
 
     offsets: dict[str, int | None] = field(default_factory=dict)
     seen: SeenIds = field(default_factory=SeenIds)
+    epochs: dict[str, str] = field(default_factory=dict)
 
     def join(self, room: str) -> None:
         self.offsets.setdefault(protocol.check_room(room), None)
 
     def leave(self, room: str) -> None:
         self.offsets.pop(room, None)
+        self.epochs.pop(room, None)
 
     def join_request(self, room: str) -> dict[str, Any]:
-        """The ``sx_join`` data for ``room``: with ``since`` once we have an offset."""
+        """The ``sx_join`` data for ``room``: with ``since`` (and its epoch) once we have a position."""
         since = self.offsets.get(room)
-        return {"room": room} if since is None else {"room": room, "since": since}
+        if since is None:
+            return {"room": room}
+        epoch = self.epochs.get(room)
+        return {"room": room, "since": since} if epoch is None else {"room": room, "since": since, "epoch": epoch}
 
     def rejoin_requests(self) -> list[dict[str, Any]]:
         return [self.join_request(room) for room in self.offsets]
@@ -209,33 +249,45 @@ class RoomBook:
         self.offsets[room] = offset
         return True
 
-    def adopt_reset(self, room: str, since: Any, head: Any) -> bool:
-        """After a join: True (and the offset set back to ``head``) if the
-        server's log is behind the ``since`` we sent, i.e. it was reset.
+    def adopt_answer(self, room: str, answer: Any) -> tuple[bool, Gap | None]:
+        """Take a join answer, before the replay that follows it (the inbox keeps wire order).
 
-        Compared with ``since``, not with the offset now: messages that
-        arrived live after the server answered have offsets above its head.
+        Returns whether the position changed (persist it) and the gap to
+        report, if any. The position becomes the answer's ``after`` (where
+        the replay starts) when we had none, when our offset did not apply
+        (another history, or a log that ends before it), or when retention
+        took what lay between our offset and ``after``; it never moves back
+        otherwise.
 
-        >>> book = RoomBook({"r": 9})
-        >>> book.adopt_reset("r", 3, 8), book.offsets["r"]
-        (False, 9)
-        >>> book.adopt_reset("r", 9, 2), book.offsets["r"]
-        (True, 2)
+        >>> book = RoomBook({"r": 50}, epochs={"r": "old"})
+        >>> changed, gap = book.adopt_answer("r", {"head": 60, "after": 0, "epoch": "new",
+        ...                                       "missed": 0, "since": 50, "reset": "new_history"})
+        >>> changed, gap.reason, book.offsets["r"], book.epochs["r"]
+        (True, 'new_history', 0, 'new')
         """
-        if room not in self.offsets or not isinstance(head, int) or not isinstance(since, int) or head >= since:
-            return False
-        self.offsets[room] = head
-        return True
+        if room not in self.offsets or not isinstance(answer, dict):
+            return False, None
+        head, after, epoch, missed = answer.get("head"), answer.get("after"), answer.get("epoch"), answer.get("missed")
+        if not _is_offset(head) or not _is_offset(after):
+            return False, None  # not an answer of ours (a server that does not say): keep our position
+        last, reset = self.offsets[room], answer.get("reset")
+        changed = False
+        if last is None or reset is not None or after > last:
+            changed = self.offsets[room] != after
+            self.offsets[room] = after
+        if isinstance(epoch, str) and epoch and self.epochs.get(room) != epoch:
+            self.epochs[room] = epoch
+            changed = True
+        count = missed if _is_offset(missed) else 0
+        if reset == protocol.RESET_NEW_HISTORY:
+            return changed, Gap(room, GAP_NEW_HISTORY, count, last, head)
+        if reset == protocol.RESET_LOG_BEHIND:
+            return changed, Gap(room, GAP_RESET, count, last, head)
+        return changed, Gap(room, GAP_EXPIRED, count, last, head) if count else None
 
-    def skipped_to(self, room: str, head: int) -> bool:
-        """Adopt the server's head after a join that replayed nothing older."""
-        if room not in self.offsets:
-            return False
-        last = self.offsets[room]
-        if last is None or head > last:
-            self.offsets[room] = head
-            return True
-        return False
+
+def _is_offset(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Object stores (database ``shotx`` by default, version 1):
 
 * ``outbox``  ``{id, seq, json}``: one record per unacknowledged message;
-* ``rooms``   ``{room, offset}``: joined rooms and the last handled offset;
+* ``rooms``   ``{room, offset, epoch}``: joined rooms, the last handled offset
+  and the room history (epoch) it counts in;
 * ``seen``    ``{n, id}``: recently handled message ids, trimmed to a bound.
 
 IndexedDB commits a transaction as soon as control returns to the event loop,
@@ -85,8 +86,10 @@ class IndexedDBStore:
         records.sort(key=lambda record: (record.seq, record.id))
         seen_rows = to_py_value(seen)
         self._next_seen = max((row["n"] for row in seen_rows), default=0) + 1
-        return StoredState(records, {r["room"]: r.get("offset") for r in to_py_value(rooms)},
-                           [row["id"] for row in sorted(seen_rows, key=lambda row: row["n"])])
+        room_rows = to_py_value(rooms)
+        return StoredState(records, {r["room"]: r.get("offset") for r in room_rows},
+                           [row["id"] for row in sorted(seen_rows, key=lambda row: row["n"])],
+                           {r["room"]: r["epoch"] for r in room_rows if isinstance(r.get("epoch"), str)})
 
     async def _run(self, names: list[str], mode: str, issue: Any) -> list[Any]:
         """Issue every request of one transaction, then await its completion once."""
@@ -111,10 +114,10 @@ class IndexedDBStore:
 
         await self._run(["outbox"], "readwrite", issue)
 
-    async def save_room(self, room: str, offset: int | None) -> None:
+    async def save_room(self, room: str, offset: int | None, epoch: str | None = None) -> None:
         if self._fallback is not None:
-            return await self._fallback.save_room(room, offset)
-        row = to_js_value({"room": room, "offset": offset})
+            return await self._fallback.save_room(room, offset, epoch)
+        row = to_js_value({"room": room, "offset": offset, "epoch": epoch})
         await self._run(["rooms"], "readwrite", lambda tx: [tx.objectStore("rooms").put(row)])
 
     async def remove_room(self, room: str) -> None:
@@ -126,15 +129,14 @@ class IndexedDBStore:
         if self._fallback is not None:
             return await self._fallback.mark_handled(room, offset, message_id)
         n, self._next_seen = self._next_seen, self._next_seen + 1
-        room_row = to_js_value({"room": room, "offset": offset})
         seen_row = to_js_value({"n": n, "id": message_id})
         too_old = js.IDBKeyRange.upperBound(n - self.seen_limit)
 
         def issue(tx: Any) -> list[Any]:
             requests = [tx.objectStore("seen").put(seen_row), tx.objectStore("seen").delete(too_old)]
             rooms = tx.objectStore("rooms")
-            cursor = rooms.get(room)  # only move the offset of a room still joined
-            cursor.onsuccess = _PUT_IF_PRESENT(rooms, room_row)
+            cursor = rooms.get(room)  # only move the offset of a room still joined; its epoch stays
+            cursor.onsuccess = _SET_OFFSET_IF_PRESENT(rooms, offset)
             return [*requests, cursor]
 
         await self._run(["rooms", "seen"], "readwrite", issue)
@@ -154,5 +156,8 @@ class IndexedDBStore:
             self._db = None
 
 
-_PUT_IF_PRESENT = js.Function.new("store", "row", """
-  return (event) => { if (event.target.result !== undefined) store.put(row); };""")
+_SET_OFFSET_IF_PRESENT = js.Function.new("store", "offset", """
+  return (event) => {
+    const row = event.target.result;
+    if (row !== undefined) { row.offset = offset; store.put(row); }
+  };""")

@@ -33,6 +33,9 @@ DEFAULT_URL: Final = "http://localhost:3000"
 MAX_MESSAGE_SIZE: Final = 2 * 1024 * 1024
 
 JOIN: Final = "sx_join"
+# A join answer's ``reset``: why the offset the client sent did not apply.
+RESET_NEW_HISTORY: Final = "new_history"  # the room's log has another epoch (history)
+RESET_LOG_BEHIND: Final = "log_behind"  # same history, but the log ends before that offset
 LEAVE: Final = "sx_leave"
 BUILTIN_TYPES: Final = frozenset({JOIN, LEAVE})
 
@@ -217,4 +220,16 @@ def check_offset(value: Any, name: str = "since") -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"Invalid {name}: must be a non-negative integer offset")
+    return value
+
+
+MAX_EPOCH_LENGTH: Final = 64
+
+
+def check_epoch(value: Any) -> str | None:
+    """An optional room-history epoch (see ``server/room_policy.py``): ``None`` or a short str."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_EPOCH_LENGTH:
+        raise ValueError(f"Invalid epoch: must be a non-empty string of at most {MAX_EPOCH_LENGTH} characters")
     return value

@@ -18,7 +18,7 @@ from .store import StoredState, no_lock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, offset INTEGER);
+CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, offset INTEGER, epoch TEXT);
 CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE);
 """
 
@@ -39,14 +39,18 @@ class SqliteStore:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(rooms)")}
+            if "epoch" not in columns:  # a file from before room epochs: its offsets keep counting
+                self._db.execute("ALTER TABLE rooms ADD COLUMN epoch TEXT")
         return self._db
 
     async def load(self) -> StoredState:
         outbox = [OutboxRecord.from_dict(json.loads(raw))
                   for (raw,) in self.db.execute("SELECT record FROM outbox ORDER BY seq")]
-        rooms = dict(self.db.execute("SELECT room, offset FROM rooms").fetchall())
+        rows = self.db.execute("SELECT room, offset, epoch FROM rooms").fetchall()
         seen = [mid for (mid,) in self.db.execute("SELECT id FROM seen ORDER BY n")]
-        return StoredState(outbox, rooms, seen)
+        return StoredState(outbox, {room: offset for room, offset, _ in rows}, seen,
+                           {room: epoch for room, _, epoch in rows if epoch is not None})
 
     async def add_outbox(self, record: OutboxRecord) -> None:
         self.db.execute("INSERT OR REPLACE INTO outbox (id, seq, record) VALUES (?, ?, ?)",
@@ -57,8 +61,8 @@ class SqliteStore:
             self.db.execute("BEGIN")
             self.db.executemany("DELETE FROM outbox WHERE id = ?", [(record_id,) for record_id in record_ids])
 
-    async def save_room(self, room: str, offset: int | None) -> None:
-        self.db.execute("INSERT OR REPLACE INTO rooms (room, offset) VALUES (?, ?)", (room, offset))
+    async def save_room(self, room: str, offset: int | None, epoch: str | None = None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO rooms (room, offset, epoch) VALUES (?, ?, ?)", (room, offset, epoch))
 
     async def remove_room(self, room: str) -> None:
         self.db.execute("DELETE FROM rooms WHERE room = ?", (room,))

@@ -2,7 +2,8 @@
 
 A store keeps three things, one record each so that a queue of thousands
 stays cheap: outbox records (until acked), joined rooms with the offset of
-the last handled message, and recently handled message ids. Backends:
+the last handled message and the epoch (room history) it counts in, and
+recently handled message ids. Backends:
 ``MemoryStore`` (here), ``SqliteStore`` (CPython), ``IndexedDBStore``
 (browser). ``tests/unit/test_client_store_contract.py`` holds them all to the
 same promises.
@@ -26,6 +27,7 @@ class StoredState:
     outbox: list[OutboxRecord] = field(default_factory=list)
     rooms: dict[str, int | None] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    epochs: dict[str, str] = field(default_factory=dict)  # room -> epoch its offset counts in
 
 
 class ClientStore(Protocol):
@@ -38,14 +40,14 @@ class ClientStore(Protocol):
     async def remove_outbox(self, record_ids: Collection[str]) -> None:
         """Forget messages whose acks arrived, in one write."""
 
-    async def save_room(self, room: str, offset: int | None) -> None:
-        """Remember a joined room and its last handled offset."""
+    async def save_room(self, room: str, offset: int | None, epoch: str | None = None) -> None:
+        """Remember a joined room, its position and the epoch it counts in (None: not known yet)."""
 
     async def remove_room(self, room: str) -> None:
         """Forget a room the client left."""
 
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
-        """Move a room's offset and remember the id, in one write."""
+        """Move a room's offset (its epoch stays) and remember the id, in one write."""
 
     def flush_lock(self) -> AbstractAsyncContextManager[None]:
         """Held while flushing stored records, so that clients sharing the
@@ -81,11 +83,16 @@ class MemoryStore:
         gone = set(record_ids)
         self.state.outbox = [r for r in self.state.outbox if r.id not in gone]
 
-    async def save_room(self, room: str, offset: int | None) -> None:
+    async def save_room(self, room: str, offset: int | None, epoch: str | None = None) -> None:
         self.state.rooms[room] = offset
+        if epoch is None:
+            self.state.epochs.pop(room, None)
+        else:
+            self.state.epochs[room] = epoch
 
     async def remove_room(self, room: str) -> None:
         self.state.rooms.pop(room, None)
+        self.state.epochs.pop(room, None)
 
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
         if room in self.state.rooms:

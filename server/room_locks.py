@@ -10,6 +10,7 @@ been delivered. Neither keeps anything for a room nobody is using.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
@@ -36,6 +37,13 @@ class RoomLocks:
     def hold(self, room: str) -> _HeldRoom:
         return _HeldRoom(self._locks, room)
 
+    async def acquire(self, room: str) -> Callable[[], None]:
+        """Take the room's lock and return its release, for a holder whose
+        work outlives one ``async with`` (a join's replay goes out after its answer)."""
+        held = _HeldRoom(self._locks, room)
+        await held.__aenter__()
+        return held.release
+
 
 class _HeldRoom:
     """``async with`` for :meth:`RoomLocks.hold`: a plain class, the cheapest context manager."""
@@ -56,6 +64,9 @@ class _HeldRoom:
             raise
 
     async def __aexit__(self, *_: Any) -> None:
+        self.release()
+
+    def release(self) -> None:
         self._lock.release()
         self._forget()
 

@@ -278,30 +278,62 @@ class SxServer:
         task.add_done_callback(self._background_tasks.discard)
 
     async def _join(self, data: Any, socket: SxSocket) -> dict[str, Any]:
+        """Enter a room with its replay: the answer first, then the replay, then live messages.
+
+        The answer goes first because a Shotx JavaScript app registers its
+        handler after ``await join()`` (the original answers before the
+        backlog). The room's lock is held until the replay is queued behind
+        the answer (``_replay_then_release``), so no live message of the room
+        can overtake it. The socket enters the room only once its replay is
+        read: a join that fails leaves no member behind that the replay skipped.
+        """
         if not isinstance(data, dict):
             raise ValueError("Invalid join: data must be an object with a room")
         room = protocol.check_room(data.get("room"))
         since = protocol.check_offset(data.get("since"))
-        async with self.room_locks.hold(room):
+        epoch = protocol.check_epoch(data.get("epoch"))
+        release = await self.room_locks.acquire(room)
+        entered = False
+        try:
             await self.delivery_order.settled(room)  # sends before this join are logged and out
+            plan = plan_join(room, since, await self.store.bounds(room), epoch)
+            replay = await self._read_replay(room, plan.replay_after)
             await self.sio.enter_room(socket.sid, room)
-            plan = plan_join(room, since, await self.store.bounds(room))
-            replayed = await self._replay(socket.sid, room, plan.replay_after)
+            entered = True
+            if self.shared is not None:
+                self.shared.joined(room, plan.head)
             if plan.marks_backlog_delivered:
                 await self.store.mark_delivered(room, plan.head)
-        log.info("[%s] joined %s since=%s replayed=%d missed=%d", socket.sid, room, since, replayed, plan.missed)
-        return plan.answer(replayed)
+        except BaseException:
+            if entered:
+                await self.sio.leave_room(socket.sid, room)
+            release()
+            raise
+        # python-socketio queues this answer as the handler returns, with no await in
+        # between (tests/integration/test_join_order.py holds it to that); the task
+        # below starts after it.
+        self._background(self._replay_then_release(socket.sid, replay, release))
+        log.info("[%s] joined %s since=%s epoch=%s replayed=%d missed=%d reset=%s", socket.sid, room, since,
+                 epoch, len(replay), plan.missed, plan.reset)
+        return plan.answer(len(replay), replay[-1].offset if replay else None)
 
-    async def _replay(self, sid: str, room: str, after: int) -> int:
-        count = 0
+    async def _read_replay(self, room: str, after: int) -> list[LogEntry]:
+        entries: list[LogEntry] = []
         while True:
-            entries = await self.store.read(room, after, REPLAY_PAGE)
-            for entry in entries:
+            page = await self.store.read(room, after, REPLAY_PAGE)
+            entries.extend(page)
+            if len(page) < REPLAY_PAGE:
+                return entries
+            after = page[-1].offset
+
+    async def _replay_then_release(self, sid: str, replay: list[LogEntry], release: Callable[[], None]) -> None:
+        try:
+            for entry in replay:
                 await self.room_messages.send(entry, sid=sid)
-            count += len(entries)
-            if len(entries) < REPLAY_PAGE:
-                return count
-            after = entries[-1].offset
+        except Exception:  # the socket went away: its next join replays from its offset
+            log.info("[%s] replay of %s stopped: the socket is gone", sid, replay[0].room)
+        finally:
+            release()
 
     async def _leave(self, data: Any, socket: SxSocket) -> dict[str, Any]:
         if not isinstance(data, dict):

@@ -13,7 +13,7 @@ Deliveries to a room run under the room's lock, which a join holds while it
 replays, so a member gets the replay and then the live messages after it,
 never interleaved (live ones it already had from the replay, it drops by
 offset). Per room with members here, the process remembers the last offset
-it delivered: a gap (a message the subscription missed, as Redis's publish
+it delivered (or, right after a join, the offset the join replayed up to): a gap (a message the subscription missed, as Redis's publish
 is at most once) is filled from the log before the new message goes out.
 """
 
@@ -75,6 +75,14 @@ class SharedDelivery:
                     entries = await self.store.read(room, entries[-1].offset, CATCH_UP_PAGE)
             except Exception:
                 log.exception("room %s: catching up after offset %d failed", room, last)
+
+    def joined(self, room: str, head: int) -> None:
+        """A join (holding the room's lock) replays up to ``head``: live delivery here
+        goes on from there, so that an entry the stream misses right after the
+        join is filled from the log, and catch-up after a dropped subscription
+        covers the room. An offset already kept for the room stays: entries
+        between it and ``head`` are still on their way in the stream."""
+        self._last.setdefault(room, head)
 
     async def deliver(self, entry: LogEntry) -> None:
         async with self.room_locks.hold(entry.room):

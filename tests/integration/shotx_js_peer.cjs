@@ -33,8 +33,14 @@ async function main() {
   out.join = await ask({ meta: { type: "sx_join", id: "j1" }, data: { room: "user-room" } });
   await ask({ meta: { type: "publish_live", id: "p1" }, data: { n: 3 } });
   await new Promise((r) => setTimeout(r, 200));
-  out.room = room;
+  out.room = room.slice();
   out.leave = await ask({ meta: { type: "sx_leave", id: "l1" }, data: { room: "user-room" } });
+  // The original's room demo registers its handler after `await join()`: the backlog follows the answer.
+  const late = [];
+  out.lateJoin = await ask({ meta: { type: "sx_join", id: "j2" }, data: { room: "late-room" } });
+  socket.on("message", (m) => { if (m.meta.room === "late-room") late.push(m.data.n); });
+  await new Promise((r) => setTimeout(r, 200));
+  out.late = late;
   socket.close();
   out.badToken = await refusal("invalid");
   out.noToken = await refusal(undefined);

@@ -24,7 +24,10 @@ async def test_join_receive_leave_then_nothing(start_server, make_client, wait_u
     collect(client, got)
     await client.connect("t")
     answer = await client.join("user-room")
-    assert answer == {"room": "user-room", "since": None, "head": 0, "replayed": 0, "missed": 0}
+    epoch = answer.pop("epoch")
+    assert answer == {"room": "user-room", "since": None, "head": 0, "replayed": 0, "missed": 0,
+                      "after": 0, "until": 0}
+    assert isinstance(epoch, str)
     await server.sx.to("user-room").send("notification", {"n": 1})
     await wait_until(lambda: got == [1])
     await client.leave("user-room")

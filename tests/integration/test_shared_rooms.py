@@ -123,6 +123,27 @@ async def test_a_live_message_the_subscription_missed_is_filled_from_the_log(two
     await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
 
 
+async def test_an_entry_the_subscription_missed_right_after_a_join_is_filled_from_the_log(
+        two_servers, make_client, wait_until, redis_url, redis_prefix):
+    """Defect: a join did not tell shared delivery where its replay ended, so the first
+    live entry after it, if the subscription missed it, was never filled in."""
+    first, second, _ = two_servers
+    member, got = make_client(first.url), []
+    collect(member, got)
+    await member.connect("t")
+    await member.join("fresh")  # nothing delivered here yet: offset 0
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        head = await direct.hincrby(f"{redis_prefix}:room:fresh:bounds", "head", 1)
+        await direct.xadd(f"{redis_prefix}:room:fresh:log",
+                          {"id": "unpublished", "type": "n", "data": json.dumps({"n": 1}), "ts": "1.0"},
+                          id=f"0-{head}")
+    finally:
+        await direct.aclose()
+    await second.sx.to("fresh").send("n", {"n": 2})
+    await wait_until(lambda: got == [(1, 1), (2, 2)])
+
+
 async def test_the_log_outlives_a_server(redis_prefix, redis_url, start_server, make_client):
     first = await start_server(store=RedisStore(redis_url, prefix=redis_prefix))
     for n in (1, 2):

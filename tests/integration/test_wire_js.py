@@ -40,6 +40,8 @@ async def test_js_shotx_peer_cannot_tell_our_server_from_the_original(start_serv
     server = await start_server(shotx_routes)
     for n in (1, 2):  # the Shotx backlog: stored while the room is empty
         await server.sx.to("user-room").send("notification", {"n": n})
+    for n in (1, 2, 3):  # a backlog for a handler registered after `await join()`
+        await server.sx.to("late-room").send("notification", {"n": n})
     proc = await asyncio.create_subprocess_exec(
         "node", str(Path(__file__).with_name("shotx_js_peer.cjs")), server.url,
         env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
@@ -59,4 +61,5 @@ async def test_js_shotx_peer_cannot_tell_our_server_from_the_original(start_serv
     assert [m["data"]["n"] for m in seen["room"]] == [1, 2, 3]
     assert all(m["meta"]["type"] == "notification" and len(m["meta"]["id"]) == 36 for m in seen["room"])
     assert seen["leave"]["meta"] == {"success": True}
+    assert seen["lateJoin"]["meta"] == {"success": True} and seen["late"] == [1, 2, 3]
     assert (seen["badToken"], seen["noToken"], seen["throws"]) == ("AUTH_FAIL", "AUTH_NULL", "AUTH_ERROR")

@@ -1,7 +1,9 @@
 """Pure client state, driven with no event loop and no I/O. Plain functions
 and asserts only: the same file also runs inside Pyodide."""
 
-from shotx.client.core import Backoff, Outbox, OutboxRecord, RoomBook, SeenIds
+from shotx.client import protocol
+from shotx.client.core import (GAP_EXPIRED, GAP_NEW_HISTORY, GAP_RESET, Backoff, Gap, Outbox, OutboxRecord,
+                               RoomBook, SeenIds)
 
 
 def test_outbox_keeps_send_order_and_ids():
@@ -98,14 +100,6 @@ def test_room_book_refuses_bad_room_names():
     assert book.offsets == {}
 
 
-def test_room_book_skips_to_head_only_forward():
-    book = RoomBook()
-    book.join("r")
-    assert book.skipped_to("r", 4) is True and book.offsets["r"] == 4
-    assert book.skipped_to("r", 2) is False and book.offsets["r"] == 4
-    assert book.skipped_to("other", 9) is False
-
-
 def test_backoff_grows_exponentially_caps_and_resets():
     backoff = Backoff(initial=0.5, maximum=4.0, randomization=0.0)
     assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
@@ -132,11 +126,56 @@ def test_outbox_sync_drops_what_another_tab_flushed_and_keeps_our_own():
     assert box.add("message", {"type": "t"}, "next").seq == 10
 
 
-def test_a_join_answer_resets_the_offset_only_when_the_log_is_behind_our_since():
-    book = RoomBook({"r": 9, "fresh": None})
-    # live messages 4..9 were handled before the answer to "since 3" (head 8) was read
-    assert book.adopt_reset("r", 3, 8) is False and book.offsets["r"] == 9
-    assert book.adopt_reset("fresh", None, 0) is False and book.offsets["fresh"] is None
-    assert book.adopt_reset("gone", 9, 1) is False and "gone" not in book.offsets
-    # the server's log restarted below what we had
-    assert book.adopt_reset("r", 9, 2) is True and book.offsets["r"] == 2
+def answer(head, after, epoch="e1", missed=0, reset=None, since=None):
+    data = {"room": "r", "since": since, "head": head, "after": after, "until": head, "epoch": epoch,
+            "missed": missed, "replayed": head - after}
+    return data if reset is None else {**data, "reset": reset}
+
+
+def test_a_first_join_takes_its_position_from_the_answer_before_any_message():
+    """Defect: a member that joined and dropped before its first message rejoined
+    with no since, from the room's delivered mark, and missed what others got live."""
+    book = RoomBook()
+    book.join("r")
+    assert book.adopt_answer("r", answer(head=7, after=7)) == (True, None)
+    assert book.join_request("r") == {"room": "r", "since": 7, "epoch": "e1"}
+    book.join("b")
+    assert book.adopt_answer("b", answer(head=7, after=4)) == (True, None)  # backlog 5..7 follows
+    assert book.accept({"room": "b", "offset": 5, "id": "m5"}) and not book.accept({"room": "b", "offset": 4})
+
+
+def test_a_rejoin_keeps_its_position_and_never_moves_back():
+    book = RoomBook({"r": 9}, epochs={"r": "e1"})
+    assert book.adopt_answer("r", answer(head=12, after=9, since=9)) == (False, None)
+    assert book.offsets["r"] == 9
+    assert book.adopt_answer("gone", answer(head=3, after=3)) == (False, None) and "gone" not in book.offsets
+    assert book.adopt_answer("r", {"room": "r"}) == (False, None)  # a server that says nothing
+
+
+def test_expired_messages_move_the_position_to_the_floor_and_make_a_gap():
+    book = RoomBook({"r": 1}, epochs={"r": "e1"})
+    changed, gap = book.adopt_answer("r", answer(head=10, after=4, missed=3, since=1))
+    assert changed and book.offsets["r"] == 4
+    assert gap == Gap("r", GAP_EXPIRED, 3, 1, 10)
+
+
+def test_another_history_replays_from_its_start_and_says_so():
+    book = RoomBook({"r": 50}, epochs={"r": "old"})
+    changed, gap = book.adopt_answer("r", answer(head=60, after=0, epoch="new", since=50,
+                                                 reset=protocol.RESET_NEW_HISTORY))
+    assert changed and book.offsets["r"] == 0 and book.epochs["r"] == "new"
+    assert gap == Gap("r", GAP_NEW_HISTORY, 0, 50, 60)
+    assert book.accept({"room": "r", "offset": 1, "id": "new-1"})  # the new history's first message
+
+
+def test_a_log_that_ends_before_our_offset_sets_us_back_and_says_so():
+    book = RoomBook({"r": 9}, epochs={"r": "e1"})
+    changed, gap = book.adopt_answer("r", answer(head=2, after=2, since=9, reset=protocol.RESET_LOG_BEHIND))
+    assert changed and book.offsets["r"] == 2 and gap.reason == GAP_RESET
+
+
+def test_leaving_forgets_the_epoch_too():
+    book = RoomBook({"r": 3}, epochs={"r": "e1"})
+    book.leave("r")
+    book.join("r")
+    assert book.join_request("r") == {"room": "r"}

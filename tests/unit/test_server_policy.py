@@ -11,7 +11,8 @@ from shotx.server.room_policy import is_refusal, plan_join, retention_cutoff
 def test_join_without_since_takes_the_backlog_after_delivered():
     plan = plan_join("r", None, RoomBounds(head=5, floor=0, delivered=2))
     assert (plan.replay_after, plan.missed, plan.marks_backlog_delivered) == (2, 0, True)
-    assert plan.answer(3) == {"room": "r", "since": None, "head": 5, "replayed": 3, "missed": 0}
+    assert plan.answer(3, 5) == {"room": "r", "since": None, "head": 5, "replayed": 3, "missed": 0,
+                                 "after": 2, "until": 5, "epoch": ""}
     assert not plan_join("r", None, RoomBounds(head=5, delivered=5)).marks_backlog_delivered
 
 
@@ -24,7 +25,21 @@ def test_join_with_since_resumes_and_counts_what_retention_dropped():
 
 def test_since_past_head_means_the_log_was_reset():
     plan = plan_join("r", 50, RoomBounds(head=3))
-    assert (plan.replay_after, plan.head, plan.missed) == (3, 3, 0)
+    assert (plan.replay_after, plan.head, plan.missed, plan.reset) == (3, 3, 0, "log_behind")
+    assert plan.answer(0)["reset"] == "log_behind"
+
+
+def test_an_offset_of_another_history_replays_the_new_one_from_its_start():
+    """Defect: a member at offset 50 rejoining a server restarted on an empty file skipped 1-50."""
+    plan = plan_join("r", 50, RoomBounds(head=60, delivered=60, epoch="new"), epoch="old")
+    assert (plan.replay_after, plan.missed, plan.reset) == (0, 0, "new_history")
+    assert plan.answer(60, 60)["epoch"] == "new" and not plan.marks_backlog_delivered
+    behind = plan_join("r", 50, RoomBounds(head=20, floor=5, epoch="new"), epoch="old")
+    assert (behind.replay_after, behind.missed) == (5, 5)  # retention of the new history counts as missed
+    same = plan_join("r", 50, RoomBounds(head=60, epoch="same"), epoch="same")
+    assert (same.replay_after, same.reset) == (50, None)
+    unknown = plan_join("r", 50, RoomBounds(head=60, epoch="same"))  # a client that sends no epoch
+    assert (unknown.replay_after, unknown.reset) == (50, None)
 
 
 def test_refusal_follows_javascript_truthiness():
