@@ -23,6 +23,7 @@ from aiohttp import web
 
 from shotx.client import protocol
 
+from .engineio_sockets import close_every_socket_now
 from .memory_store import MemoryStore
 from .packets import JsonText, RoomMessageSender, SxPacket
 from .replies import Reply, ReplyMemory, run_handler
@@ -39,7 +40,6 @@ Handler = Callable[..., Any]
 AuthHandler = Callable[[str, SxSocket], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
-SHUTDOWN_GRACE = 5.0  # seconds the sockets get to say goodbye when the server stops
 
 
 def open_store(store: Store | str | Path, *, redis_prefix: str = "shotx") -> Store:
@@ -187,17 +187,10 @@ class SxServer:
         await self.open()
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        """Close every socket, or aiohttp waits out its shutdown timeout on them.
-
-        Bounded: engine.io's close waits for each socket's writer to drain,
-        and the writer of a client that stopped reading (a half-open
-        connection) never does; aiohttp's own shutdown timeout ends those.
-        """
-        if self.sio.eio.sockets:
-            try:
-                await asyncio.wait_for(self.sio.eio.disconnect(), SHUTDOWN_GRACE)
-            except asyncio.TimeoutError:
-                log.warning("shutdown: some sockets did not close within %ss", SHUTDOWN_GRACE)
+        """Close every socket at once (a deploy's SIGTERM): clients notice within
+        milliseconds and reconnect to the next server, as with the original."""
+        closed = await close_every_socket_now(self.sio.eio)
+        log.info("shutdown: closed %d sockets", closed)
         await self.sio.shutdown()
 
     async def _on_cleanup(self, app: web.Application) -> None:
