@@ -343,7 +343,24 @@ class SxServer:
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on(protocol.MESSAGE_EVENT, self._on_message)
 
+    def _is_client_event(self, sid: str, event: str) -> bool:
+        """True for an ordinary event a client named ``connect`` or ``disconnect``.
+
+        python-socketio dispatches those to the lifecycle handlers too, so a
+        socket could run the handshake's authentication again with arguments
+        (an environ, a token) of its own choosing and take another identity.
+        The real lifecycle events run while the socket is pending (connecting
+        or disconnecting), when the manager does not count it as connected;
+        a client's own events only reach us once it is.
+        """
+        if not self.sio.manager.is_connected(sid, "/"):
+            return False
+        log.warning("[%s] ignored a client event named %r", sid, event)
+        return True
+
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if self._is_client_event(sid, "connect"):
+            return
         socket = SxSocket(sid, environ, auth if isinstance(auth, dict) else {}, self.sio)
         token = socket.handshake.get("token")
         if not token:
@@ -369,6 +386,8 @@ class SxServer:
         self.sio.start_background_task(self.sio.emit, protocol.AUTH_SUCCESS_EVENT, result, to=sid)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if self._is_client_event(sid, "disconnect"):
+            return
         self.sockets.pop(sid, None)
 
     async def _on_message(self, sid: str, message: Any = None) -> Reply | JsonText:

@@ -6,7 +6,7 @@ import time
 import pytest
 import socketio
 
-from shotx.client import AuthError
+from shotx.client import AuthError, protocol
 
 
 def demo_auth(sx):
@@ -79,3 +79,27 @@ async def test_auth_handler_sees_handshake_and_auth_success_is_emitted(start_ser
         assert seen["token"] == "t1" and seen["handshake"] == {"token": "t1", "extra": 1} and seen["sid"]
     finally:
         await sio.disconnect()
+
+
+async def test_a_client_event_named_connect_or_disconnect_cannot_change_who_a_socket_is(start_server, raw_client):
+    """Hole: python-socketio dispatches a client's ordinary ``connect`` event to the
+    server's connect handler, which rebuilt the socket's identity from the
+    attacker's token and forged environ; ``disconnect`` likewise dropped it."""
+    def routes(sx):
+        sx.set_auth_handler(lambda token, socket: {"user": token})
+        sx.on_message("whoami", lambda data, socket: socket.auth)
+
+    server = await start_server(routes)
+    sio = await raw_client(server.url, token="mallory")
+
+    async def whoami():
+        reply = await sio.call("message", {"meta": {"type": "whoami", "id": protocol.uuid7()}, "data": None},
+                               timeout=5)
+        return reply["data"]
+
+    assert await whoami() == {"user": "mallory"}
+    await sio.call("connect", ({"HTTP_HOST": "forged"}, {"token": "admin"}), timeout=5)
+    assert await whoami() == {"user": "mallory"}
+    await sio.call("disconnect", "forged", timeout=5)
+    assert await whoami() == {"user": "mallory"}  # still authenticated, same identity
+    assert len(server.sx.sockets) == 1
