@@ -6,14 +6,16 @@ from collections import deque
 from dataclasses import replace
 from itertools import islice
 
-from .store import LogEntry, RoomBounds
+from .store import LogEntry, RoomBounds, new_epoch
 
 
 class MemoryStore:
     """Keeps everything in dicts; nothing survives the process.
 
     Room data is kept as the JSON text it arrives as, so a caller mutating
-    its dict after a send cannot rewrite history.
+    its dict after a send cannot rewrite history. Each room's epoch is made
+    the first time this store sees the room, so a new store (a restarted
+    server) tells its clients that its offsets count in a new history.
     """
 
     def __init__(self) -> None:
@@ -29,15 +31,22 @@ class MemoryStore:
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
-        bounds = self._bounds.get(room, RoomBounds())
+        bounds = self._room(room)
         entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
         log = self._logs.setdefault(room, deque())
         log.append(entry)
         floor = bounds.floor
         while len(log) > max_messages:
             floor = log.popleft().offset
-        self._bounds[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
+        self._bounds[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered,
+                                        bounds.epoch)
         return entry
+
+    def _room(self, room: str) -> RoomBounds:
+        bounds = self._bounds.get(room)
+        if bounds is None:
+            bounds = self._bounds[room] = RoomBounds(epoch=new_epoch())
+        return bounds
 
     async def flushed(self) -> None:
         return None
@@ -50,10 +59,10 @@ class MemoryStore:
         return list(islice(log, start, start + limit))
 
     async def bounds(self, room: str) -> RoomBounds:
-        return self._bounds.get(room, RoomBounds())
+        return self._room(room)
 
     async def mark_delivered(self, room: str, offset: int) -> None:
-        bounds = self._bounds.get(room, RoomBounds())
+        bounds = self._room(room)
         if offset > bounds.delivered:
             self._bounds[room] = replace(bounds, delivered=min(offset, bounds.head))
 

@@ -20,6 +20,12 @@ which cost a third of the round trips. Until then this process's ``recall``
 finds the reply; a resend to another process inside that window runs the
 handler again, as it would after a crash inside it.
 
+A room's epoch (its history's identity, see ``RoomBounds``) is a key of its
+own, set only if absent (``SET NX``) by the append script and by ``bounds``,
+with a value the caller drew: whichever process gets there first makes it,
+and every process then reads that one. A flushed Redis loses it with the log,
+and the next look at the room makes a new one.
+
 Keys live under a prefix, so one Redis can serve several deployments (and
 tests can clear exactly their own keys).
 """
@@ -34,13 +40,14 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from .store import LogEntry, RoomBounds
+from .store import LogEntry, RoomBounds, new_epoch
 
 log = logging.getLogger("shotx.server")
 REPLY_WRITE_DELAY = 0.05  # seconds a remembered reply may wait for company before it is written
 
 _APPEND = """
 local head = redis.call('HINCRBY', KEYS[1], 'head', 1)
+redis.call('SET', KEYS[5], ARGV[8], 'NX')
 redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[1])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'delivered', head) end
@@ -52,6 +59,13 @@ if head - floor > tonumber(ARGV[7]) then
 end
 redis.call('PUBLISH', KEYS[4], cjson.encode({ARGV[1], head, ARGV[2], ARGV[3], ARGV[4], ARGV[5]}))
 return head
+"""
+
+_BOUNDS = """
+local bounds = redis.call('HMGET', KEYS[1], 'head', 'floor', 'delivered')
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+bounds[4] = redis.call('GET', KEYS[2])
+return bounds
 """
 
 _MARK_DELIVERED = """
@@ -120,6 +134,9 @@ class RedisStore:
     def _log_key(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:log"
 
+    def _epoch_key(self, room: str) -> str:
+        return f"{self.prefix}:room:{room}:epoch"
+
     async def open(self) -> None:
         # Blocking: under a burst of concurrent sends, a command waits for a free
         # connection instead of failing with "Too many connections" (the default
@@ -129,7 +146,7 @@ class RedisStore:
             client_name=f"shotx:{self.prefix}")
         self.redis = redis.Redis.from_pool(pool)
         await self.redis.ping()  # fail here, with Redis's own error, not at the first send
-        for name, source in (("append", _APPEND), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
+        for name, source in (("append", _APPEND), ("bounds", _BOUNDS), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
                              ("forget", _FORGET_REPLIES)):
             self._scripts[name] = self.redis.register_script(source)
         # Subscribed before the first append can happen, so no entry of ours goes unseen.
@@ -159,9 +176,9 @@ class RedisStore:
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
-        keys = [self._bounds_key(room), self._log_key(room), self._rooms_key, self.channel]
+        keys = [self._bounds_key(room), self._log_key(room), self._rooms_key, self.channel, self._epoch_key(room)]
         head = await self._scripts["append"](keys=keys, args=[room, message_id, type_, data_json, repr(ts),
-                                                              int(delivered), max_messages])
+                                                              int(delivered), max_messages, new_epoch()])
         return LogEntry(room, int(head), message_id, type_, data_json, ts)
 
     async def flushed(self) -> None:
@@ -205,8 +222,9 @@ class RedisStore:
                          float(fields["ts"])) for entry_id, fields in rows]
 
     async def bounds(self, room: str) -> RoomBounds:
-        head, floor, delivered = await self.redis.hmget(self._bounds_key(room), "head", "floor", "delivered")
-        return RoomBounds(int(head or 0), int(floor or 0), int(delivered or 0))
+        head, floor, delivered, epoch = await self._scripts["bounds"](
+            keys=[self._bounds_key(room), self._epoch_key(room)], args=[new_epoch()])
+        return RoomBounds(int(head or 0), int(floor or 0), int(delivered or 0), str(epoch))
 
     async def mark_delivered(self, room: str, offset: int) -> None:
         await self._scripts["mark"](keys=[self._bounds_key(room)], args=[offset])

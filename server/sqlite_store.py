@@ -26,8 +26,11 @@ Until the commit a resend still finds the reply among the pending rows.
 An append is one INSERT: a room's head and retention floor follow from its
 log (the highest offset and the lowest one less one), and its delivered mark
 from the highest entry flagged ``live``. The ``rooms`` row is written only
-for what the log cannot tell: a mark moved by a backlog delivery, and the
-head and floor of a log that retention by age may empty.
+for what the log cannot tell: the room's epoch (once, when the store first
+sees the room), a mark moved by a backlog delivery, and the head and floor
+of a log that retention by age may empty. Opening a version 1 or 2 file
+gives each of its rooms an epoch in the migration, so a history that was
+there before the upgrade keeps one identity from then on.
 
 Retention by count moves a room's floor with every append to a full room,
 but rows below the floor are deleted ``RETENTION_SWEEP`` at a time (reads
@@ -40,14 +43,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from .store import LogEntry, RoomBounds
+from .store import LogEntry, RoomBounds, new_epoch
 
-SCHEMA_VERSION = 2  # 2: room_log.live, and rooms no longer written per append
+SCHEMA_VERSION = 3  # 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS room_log (
     room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
@@ -55,7 +59,7 @@ CREATE TABLE IF NOT EXISTS room_log (
     PRIMARY KEY (room, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
-    delivered INTEGER NOT NULL) WITHOUT ROWID;
+    delivered INTEGER NOT NULL, epoch TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replies (
     principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
     PRIMARY KEY (principal, id)) WITHOUT ROWID;
@@ -69,9 +73,18 @@ LOCK_TIMEOUT = 2.0
 RETENTION_SWEEP = 100
 
 _REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
-_SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered) VALUES (?, ?, ?, ?) "
+_SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, ?, ?, ?, ?) "
               "ON CONFLICT(room) DO UPDATE SET head = excluded.head, floor = excluded.floor, "
-              "delivered = excluded.delivered")
+              "delivered = excluded.delivered, epoch = coalesce(rooms.epoch, excluded.epoch)")
+# A room's epoch is written once; head, floor and mark 0 add nothing to what the log tells.
+_SAVE_EPOCH = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, 0, 0, 0, ?) "
+               "ON CONFLICT(room) DO UPDATE SET epoch = excluded.epoch WHERE rooms.epoch IS NULL")
+# Version 1 and 2 files: every room with a log gets a row, and every row an epoch.
+_GIVE_EPOCHS = """
+INSERT INTO rooms (room, head, floor, delivered)
+    SELECT DISTINCT room, 0, 0, 0 FROM room_log WHERE room NOT IN (SELECT room FROM rooms);
+UPDATE rooms SET epoch = lower(hex(randomblob(8))) WHERE epoch IS NULL;
+"""
 
 
 class SqliteStore:
@@ -84,6 +97,7 @@ class SqliteStore:
         self.path = str(path)
         self._db: sqlite3.Connection | None = None
         self._rooms: dict[str, RoomBounds] = {}
+        self._epochs: dict[str, str] = {}  # never cleared: a reload after a failed commit keeps them
         self._swept: dict[str, int] = {}  # per room: rows at or below this offset are deleted
         self._waiters: list[asyncio.Future[None]] = []
         self._commit_scheduled = False
@@ -116,16 +130,24 @@ class SqliteStore:
             raise
 
     def _migrate(self) -> None:
-        """Create the tables, or bring a version-1 file (no ``live`` column) up to date."""
+        """Create the tables, or bring a version 1 (no ``live`` column) or 2 (no
+        ``epoch``) file up to date, in one transaction."""
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} has schema version {version}; this Shotx knows up to "
                                f"{SCHEMA_VERSION}: upgrade Shotx or use another file")
         self.db.executescript(_SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(room_log)")}
-        if "live" not in columns:  # version 1 kept every mark in ``rooms``, which still holds
-            self.db.execute("ALTER TABLE room_log ADD COLUMN live INTEGER NOT NULL DEFAULT 0")
-        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.db.execute("BEGIN")
+        if version < SCHEMA_VERSION:
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(room_log)")}
+            if "live" not in columns:  # version 1 kept every mark in ``rooms``, which still holds
+                self.db.execute("ALTER TABLE room_log ADD COLUMN live INTEGER NOT NULL DEFAULT 0")
+            if "epoch" not in {row[1] for row in self.db.execute("PRAGMA table_info(rooms)")}:
+                self.db.execute("ALTER TABLE rooms ADD COLUMN epoch TEXT")
+            for statement in filter(str.strip, _GIVE_EPOCHS.split(";")):
+                self.db.execute(statement)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write even when current
+        self.db.execute("COMMIT")
 
     async def close(self) -> None:
         if self._db is None:
@@ -221,22 +243,36 @@ class SqliteStore:
 
     def _load_room(self, room: str) -> RoomBounds:
         """Bounds from the ``rooms`` row and the log (see the module docstring)."""
-        row = self.db.execute("SELECT head, floor, delivered FROM rooms WHERE room = ?", (room,)).fetchone()
-        saved = RoomBounds(*row) if row else RoomBounds()
+        row = self.db.execute("SELECT head, floor, delivered, epoch FROM rooms WHERE room = ?",
+                              (room,)).fetchone()
+        saved = RoomBounds(*row[:3]) if row else RoomBounds()
+        epoch = self._load_epoch(room, row[3] if row else None)
         lowest, highest = self.db.execute(
             "SELECT MIN(offset), MAX(offset) FROM room_log WHERE room = ?", (room,)).fetchone()
         if highest is None:  # an empty log: nothing was sent, or retention took it all
             self._swept[room] = saved.head
-            return RoomBounds(saved.head, saved.head, min(saved.delivered, saved.head))
+            return RoomBounds(saved.head, saved.head, min(saved.delivered, saved.head), epoch)
         self._swept[room] = lowest - 1
         live = self.db.execute("SELECT MAX(offset) FROM room_log WHERE room = ? AND live",
                                (room,)).fetchone()[0] or 0
         head = max(saved.head, highest)
-        return RoomBounds(head, max(saved.floor, lowest - 1), min(max(saved.delivered, live), head))
+        return RoomBounds(head, max(saved.floor, lowest - 1), min(max(saved.delivered, live), head), epoch)
+
+    def _load_epoch(self, room: str, saved: str | None) -> str:
+        """The room's epoch from its row; a room first seen now gets one, written once.
+
+        A new epoch whose write failed (its group rolled back) is written again
+        at the next load, the same one, so this process never shows two.
+        """
+        if saved is None:
+            saved = self._epochs.get(room) or new_epoch()
+            self._write(_SAVE_EPOCH, (room, saved))
+        self._epochs[room] = saved
+        return saved
 
     def _save_room(self, room: str, bounds: RoomBounds) -> None:
         self._rooms[room] = bounds
-        self._write(_SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered))
+        self._write(_SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
@@ -247,7 +283,8 @@ class SqliteStore:
         floor = max(bounds.floor, entry.offset - max_messages)
         if floor - self._swept.get(room, 0) >= RETENTION_SWEEP:
             self._sweep(room, floor)
-        self._rooms[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered)
+        self._rooms[room] = RoomBounds(entry.offset, floor, entry.offset if delivered else bounds.delivered,
+                                       bounds.epoch)
         return entry
 
     def _sweep_all(self) -> None:
@@ -280,7 +317,7 @@ class SqliteStore:
     async def mark_delivered(self, room: str, offset: int) -> None:
         bounds = self._room(room)
         if offset > bounds.delivered:
-            self._save_room(room, RoomBounds(bounds.head, bounds.floor, min(offset, bounds.head)))
+            self._save_room(room, replace(bounds, delivered=min(offset, bounds.head)))
             await self._durable()
 
     async def drop_older_than(self, ts: float) -> int:
@@ -291,7 +328,7 @@ class SqliteStore:
         for room, highest, _ in old:
             bounds = self._room(room)
             self._sweep(room, highest)
-            self._save_room(room, RoomBounds(bounds.head, max(bounds.floor, highest), bounds.delivered))
+            self._save_room(room, replace(bounds, floor=max(bounds.floor, highest)))
         if old:
             await self._durable()
         return sum(count for _, _, count in old)

@@ -9,6 +9,7 @@ to keep the promises written on :class:`Store`; the contract test in
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
@@ -42,11 +43,29 @@ class RoomBounds:
     holds ``(floor, head]``. ``delivered`` is the highest offset some member
     received live or through the backlog; what lies in ``(delivered, head]``
     is the Shotx backlog a join without ``since`` receives.
+
+    ``epoch`` names the history the offsets count in. A store makes one
+    (:func:`new_epoch`) when it first sees a room and keeps it as long as that
+    log exists, so an offset only means something together with its epoch: a
+    client holding offset 50 of epoch A that meets epoch B (an empty new
+    SQLite file, a flushed Redis, a restarted memory store) is looking at
+    another history that starts at offset 1, not at the same one cut short.
+    The default ``""`` is "unknown" and belongs to hand-made bounds only.
     """
 
     head: int = 0
     floor: int = 0
     delivered: int = 0
+    epoch: str = ""
+
+
+def new_epoch() -> str:
+    """A fresh history identity: 16 random hex characters.
+
+    >>> len(new_epoch()), new_epoch() != new_epoch()
+    (16, True)
+    """
+    return secrets.token_hex(8)
 
 
 class Store(Protocol):
@@ -77,7 +96,13 @@ class Store(Protocol):
         """Entries with ``offset > after`` in offset order, at most ``limit``."""
 
     async def bounds(self, room: str) -> RoomBounds:
-        """The room's head, retention floor and delivered mark."""
+        """The room's head, retention floor, delivered mark and epoch.
+
+        Any room has an epoch, even one never written: the first call makes
+        it, and the room's first append keeps that same one. It stays the same
+        across calls, appends, retention and (for a durable store) reopening
+        the same storage; storage that lost the log answers with a new one.
+        """
 
     async def mark_delivered(self, room: str, offset: int) -> None:
         """Move the delivered mark forward to ``offset`` (never backward)."""

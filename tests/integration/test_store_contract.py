@@ -148,7 +148,7 @@ async def test_sqlite_opens_a_version_1_file(tmp_path):
     store = await reopened(path)
     try:
         bounds = await store.bounds("r")
-        assert (bounds.head, bounds.floor, bounds.delivered) == (3, 1, 2)
+        assert (bounds.head, bounds.floor, bounds.delivered) == (3, 1, 2) and bounds.epoch
         assert [e.data for e in await store.read("r", 0, 10)] == [{"n": 2}, {"n": 3}]
         assert (await store.append("r", "t", "4", "d", 1.0, True, 10)).offset == 4
     finally:
@@ -156,6 +156,7 @@ async def test_sqlite_opens_a_version_1_file(tmp_path):
     again = await reopened(path)
     try:
         assert (await again.bounds("r")).delivered == 4
+        assert (await again.bounds("r")).epoch == bounds.epoch
     finally:
         await again.close()
 
@@ -232,5 +233,138 @@ async def test_sqlite_retention_by_count_sweeps_in_batches_and_reads_never_see_b
     try:
         assert again.db.execute("SELECT COUNT(*) FROM room_log WHERE room = 'r'").fetchone()[0] == 10
         assert (await again.bounds("r")).floor == total - 10
+    finally:
+        await again.close()
+
+
+# ---- epochs: the identity of a room's history ---------------------------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def storage(request, tmp_path):
+    """``storage(name)`` makes an unopened store on storage ``name``: the same name is the same
+    SQLite file or Redis prefix (a memory store has nothing to share, so every call is new)."""
+    if request.param == "redis":
+        from shotx.server.redis_store import RedisStore
+
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        return lambda name: RedisStore(url, prefix=f"{prefix}:{name}")
+    if request.param == "sqlite":
+        return lambda name: SqliteStore(tmp_path / f"{name}.sqlite3")
+    return lambda name: MemoryStore()
+
+
+async def opened(store):
+    await store.open()
+    return store
+
+
+async def test_every_room_has_an_epoch_that_appends_and_retention_keep(store):
+    fresh = (await store.bounds("r")).epoch  # a room never written has one already
+    assert isinstance(fresh, str) and len(fresh) >= 8
+    assert (await store.bounds("r")).epoch == fresh
+    await store.append("r", "t", "1", "1", 1.0, False, 2)  # the first append keeps it
+    await store.flushed()
+    for n in range(2, 5):
+        await store.append("r", "t", str(n), str(n), float(n), n == 3, 2)
+    await store.mark_delivered("r", 4)
+    await store.drop_older_than(4.0)
+    await store.flushed()
+    bounds = await store.bounds("r")
+    assert (bounds.head, bounds.floor, bounds.delivered, bounds.epoch) == (4, 3, 4, fresh)
+    await store.append("s", "t", "1", "1", 1.0, False, 10)  # first seen by an append
+    assert (await store.bounds("s")).epoch not in ("", fresh)
+
+
+async def test_an_epoch_survives_reopening_the_same_storage_and_is_new_on_fresh_storage(storage):
+    first = await opened(storage("a"))
+    try:
+        written, unwritten = (await first.bounds("r")).epoch, (await first.bounds("empty")).epoch
+        await first.append("r", "t", "1", "1", 1.0, False, 10)
+        await first.flushed()
+    finally:
+        await first.close()
+    again, fresh = await opened(storage("a")), await opened(storage("b"))
+    try:
+        if not isinstance(again, MemoryStore):  # same file or prefix: same histories
+            assert (await again.bounds("r")).epoch == written
+            assert (await again.bounds("empty")).epoch == unwritten
+        assert (await fresh.bounds("r")).epoch not in ("", written)  # other storage: another history
+        assert (await fresh.bounds("r")).epoch == (await fresh.bounds("r")).epoch
+    finally:
+        await again.close()
+        await fresh.close()
+
+
+async def test_a_memory_store_has_new_histories_each_time():
+    assert (await MemoryStore().bounds("r")).epoch != (await MemoryStore().bounds("r")).epoch
+
+
+async def test_two_redis_stores_on_one_prefix_see_one_epoch(redis_url, redis_prefix):
+    import asyncio
+
+    from shotx.server.redis_store import RedisStore
+
+    one, two = (RedisStore(redis_url, prefix=redis_prefix) for _ in range(2))
+    await one.open()
+    await two.open()
+    try:
+        first = await asyncio.gather(one.bounds("seen"), two.bounds("seen"))  # both look first
+        assert first[0].epoch == first[1].epoch != ""
+        appended = await asyncio.gather(one.append("sent", "t", "1", "1", 1.0, False, 10),
+                                        two.append("sent", "t", "2", "2", 1.0, False, 10))
+        assert sorted(entry.offset for entry in appended) == [1, 2]
+        assert (await one.bounds("sent")).epoch == (await two.bounds("sent")).epoch != first[0].epoch
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_sqlite_writes_a_rooms_epoch_once_not_per_append(tmp_path):
+    store = await opened(SqliteStore(tmp_path / "once.sqlite3"))
+    try:
+        await store.append("r", "t", "1", "1", 1.0, False, 10)
+        await store.flushed()
+        changes = store.db.total_changes
+        for n in range(2, 12):
+            await store.append("r", "t", str(n), str(n), 1.0, False, 100)
+        await store.flushed()
+        assert store.db.total_changes - changes == 10  # one row per append, no rooms row
+        assert store.db.execute("SELECT COUNT(*) FROM rooms WHERE epoch IS NOT NULL").fetchone()[0] == 1
+    finally:
+        await store.close()
+
+
+async def test_sqlite_gives_the_rooms_of_a_version_2_file_stable_epochs(tmp_path):
+    """A version 2 file has no epochs and rooms with no ``rooms`` row: each room gets one
+    at the upgrade, the same at every later open."""
+    import sqlite3
+
+    path = tmp_path / "v2.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE room_log (room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL,
+            type TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (room, offset)) WITHOUT ROWID;
+        CREATE TABLE rooms (room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
+            delivered INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE replies (principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+            PRIMARY KEY (principal, id)) WITHOUT ROWID;
+        INSERT INTO room_log VALUES ('logged', 1, 'a', 't', '1', 1.0, 1), ('logged', 2, 'b', 't', '2', 1.0, 0);
+        INSERT INTO rooms VALUES ('emptied', 5, 5, 5);
+        PRAGMA user_version = 2;
+    """)
+    db.close()
+    first = await opened(SqliteStore(path))
+    try:
+        assert first.db.execute("PRAGMA user_version").fetchone()[0] == 3
+        bounds = {room: await first.bounds(room) for room in ("logged", "emptied")}
+        assert [(b.head, b.floor, b.delivered) for b in bounds.values()] == [(2, 0, 1), (5, 5, 5)]
+        assert bounds["logged"].epoch and bounds["emptied"].epoch and bounds["logged"].epoch != bounds["emptied"].epoch
+    finally:
+        await first.close()
+    again = await opened(SqliteStore(path))
+    try:
+        assert {room: await again.bounds(room) for room in bounds} == bounds
     finally:
         await again.close()
