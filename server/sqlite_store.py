@@ -42,6 +42,7 @@ floor may be kept until the next sweep, never fewer than promised.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from dataclasses import replace
 from itertools import groupby
@@ -50,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from .store import LogEntry, RoomBounds, new_epoch
+
+log = logging.getLogger("shotx.server")
 
 SCHEMA_VERSION = 3  # 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch
 _SCHEMA = """
@@ -212,12 +215,10 @@ class SqliteStore:
                 self._apply_pending()
                 if self.db.in_transaction:
                     self.db.execute("COMMIT")
-        except sqlite3.Error as error:
+        except Exception as error:  # any kind: sqlite3 raises UnicodeEncodeError for a lone surrogate
+            log.error("SQLite commit failed, its writes are rolled back: %r", error)
             self._pending = []
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            self._rooms.clear()  # cached heads may now be ahead of the file
-            self._swept.clear()
+            self._forget_group()
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(error)
@@ -225,6 +226,17 @@ class SqliteStore:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _forget_group(self) -> None:
+        """After a failed write: nothing of the group stays, and cached bounds
+        (heads handed out for it) come from the file again."""
+        self._rooms.clear()
+        self._swept.clear()
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except Exception as error:  # the connection may be broken; the waiters still hear of it
+            log.error("SQLite rollback failed: %r", error)
 
     async def _durable(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
