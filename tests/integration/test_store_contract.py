@@ -190,27 +190,71 @@ async def test_a_second_sqlite_store_on_one_file_is_refused_clearly(tmp_path):
         await again.close()
 
 
-async def test_sqlite_group_commit_failure_fails_its_writers_and_the_store_recovers(tmp_path):
-    """Writes made in one loop turn commit together; if that commit fails, every
-    writer of the group gets the error, nothing of the group is kept, and the
-    store reloads its bounds from the file."""
+async def test_sqlite_a_failed_write_fails_its_own_writer_only_and_never_a_reader(tmp_path, caplog):
+    """Defect 6: writes made in one loop turn commit together, and a read in that turn runs
+    them early (read your writes). One that fails (here a row written behind the store's back
+    takes offset 3, and an id no UTF-8 can encode) fails its own writer: not the reader, not
+    the other writers of the group, and nothing is claimed that is not in the file."""
     import asyncio
     import sqlite3
 
-    store = await reopened(tmp_path / "fail.sqlite3")
+    path = tmp_path / "fail.sqlite3"
+    store = await reopened(path)
     try:
         await store.append("r", "t", "1", "1", 1.0, False, 10)
-        # a row the store does not know about takes offset 3 (as if written behind its back)
+        await store.flushed()
         store.db.execute("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES ('r', 3, 'x', 't', '0', 1.0)")
-        async def send(room, message_id):  # as the server does: append, then await the commit
-            await store.append(room, "t", message_id, message_id, 1.0, False, 10)
+        entries = [await store.append(room, "t", "0", message_id, 1.0, False, 10)  # no await yields: one group
+                   for room, message_id in (("r", "2"), ("r", "3"), ("other", "4"), ("other", "\ud800"))]
+        await store.remember("p", "m", '"reply"', 1.0)
+        assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2", "x"]  # the reader is not hurt
+        assert [e.id for e in await store.read("other", 0, 10)] == ["4"]
+        outcomes = await asyncio.gather(*(store.flushed(entry) for entry in entries), return_exceptions=True)
+        assert [type(outcome) for outcome in outcomes] == [
+            type(None), sqlite3.IntegrityError, type(None), UnicodeEncodeError]
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.flushed(entries[1])  # later, too: a failed entry stays failed
+        await store.append("other", "t", "0", "\udfff", 1.0, False, 10)
+        with pytest.raises(UnicodeEncodeError):  # without an entry: raises if an append it waited for failed
             await store.flushed()
-
-        results = await asyncio.gather(send("r", "2"), send("r", "3"), send("other", "4"), return_exceptions=True)
-        assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
-        assert [e.id for e in await store.read("r", 0, 10)] == ["1", "x"]
-        assert await store.read("other", 0, 10) == []
+        assert sum("SQLite" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") >= 2
         assert (await store.append("r", "t", "5", "5", 1.0, False, 10)).offset == 4
+        assert (await store.append("other", "t", "6", "6", 1.0, False, 10)).offset == 2  # 2 handed out again
+        await store.flushed()
+        expected = {"r": [(1, "1"), (2, "2"), (3, "x"), (4, "5")], "other": [(1, "4"), (2, "6")]}
+        assert {room: [(e.offset, e.id) for e in await store.read(room, 0, 10)] for room in expected} == expected
+    finally:
+        await store.close()
+    again = await reopened(path)
+    try:
+        assert {room: [(e.offset, e.id) for e in await again.read(room, 0, 10)] for room in expected} == expected
+        assert await again.recall("p", "m") == '"reply"'
+    finally:
+        await again.close()
+
+
+async def test_sqlite_a_group_none_of_whose_writes_can_be_made_fails_every_writer(tmp_path):
+    """No write of the group is made (the connection refuses them all): every writer,
+    the awaited ``mark_delivered`` too, hears so, and the store goes on from the file."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "whole.sqlite3"
+    store = await reopened(path)
+    try:
+        await store.append("r", "t", "1", "1", 1.0, False, 10)
+        await store.flushed()
+        store.db.execute("PRAGMA query_only = ON")  # every write of the next group is refused
+        entries = [await store.append("r", "t", str(n), str(n), 1.0, False, 10) for n in (2, 3)]
+        marking = asyncio.ensure_future(store.mark_delivered("r", 3))
+        outcomes = await asyncio.gather(*(store.flushed(e) for e in entries), marking, return_exceptions=True)
+        assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes), outcomes
+        store.db.execute("PRAGMA query_only = OFF")
+        assert [e.id for e in await store.read("r", 0, 10)] == ["1"]
+        assert (await store.bounds("r")).head == 1
+        entry = await store.append("r", "t", "2", "2b", 1.0, False, 10)
+        await store.flushed(entry)
+        assert entry.offset == 2
     finally:
         await store.close()
 
