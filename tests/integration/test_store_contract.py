@@ -1,5 +1,12 @@
-"""Every server store keeps the same promises; SQLite also across reopen."""
+"""Every server store keeps the same promises; SQLite also across reopen.
 
+The contract also runs on the memory and SQLite stores wrapped so that every
+call yields to the event loop first, as a store doing real I/O does: a caller
+that checks, awaits and then acts finds out here, not only on Redis.
+"""
+
+import asyncio
+import inspect
 import json
 
 import pytest
@@ -7,16 +14,34 @@ import pytest
 from shotx.server import MemoryStore, SqliteStore
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+class YieldingStore:
+    """A real store whose every async method first lets other tasks run."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        found = getattr(self.inner, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        async def yielding(*args, **kwargs):
+            await asyncio.sleep(0)
+            return await found(*args, **kwargs)
+        return yielding
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "memory-yielding", "sqlite-yielding"])
 async def store(request, tmp_path):
-    if request.param == "redis":
+    kind = request.param.removesuffix("-yielding")
+    if kind == "redis":
         from shotx.server.redis_store import RedisStore
 
         made = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
     else:
-        made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.sqlite3")
+        made = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.sqlite3")
     await made.open()
-    yield made
+    yield YieldingStore(made) if request.param.endswith("-yielding") else made
     await made.close()
 
 
@@ -34,10 +59,25 @@ async def test_appends_are_read_at_once_and_durable_once_flushed(store):
     entry = await store.append("r", "t", json.dumps({"n": 1}), "1", 1.0, False, 10)
     entry2 = await store.append("r", "t", json.dumps({"n": 2}), "2", 1.0, False, 10)
     assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2"] and (entry.offset, entry2.offset) == (1, 2)
+    await store.flushed(entry)  # this append's own outcome
     await store.flushed()
-    if isinstance(store, SqliteStore):  # committed: no write of the group is left open or pending
+    if isinstance(store := getattr(store, "inner", store), SqliteStore):  # committed: no write of the group is left open or pending
         assert not store.db.in_transaction and not store._pending
     await store.flushed()  # nothing pending: returns at once
+
+
+async def test_concurrent_appends_get_consecutive_offsets_and_a_new_room_one_epoch(store):
+    looks = await asyncio.gather(*(store.bounds("c") for _ in range(5)))
+    assert len({bounds.epoch for bounds in looks}) == 1
+    entries = await asyncio.gather(*(store.append("c", "t", str(n), f"c{n}", 1.0, n % 2 == 0, 100)
+                                     for n in range(20)))
+    assert sorted(entry.offset for entry in entries) == list(range(1, 21))
+    await asyncio.gather(*(store.flushed(entry) for entry in entries))
+    in_order = sorted(entries, key=lambda entry: entry.offset)
+    assert [e.id for e in await store.read("c", 0, 100)] == [entry.id for entry in in_order]
+    bounds = await store.bounds("c")
+    assert (bounds.head, bounds.epoch) == (20, looks[0].epoch)
+    assert bounds.delivered == max(entry.offset for entry in entries if int(entry.id[1:]) % 2 == 0)
 
 
 async def test_bounds_track_head_floor_and_delivered(store):
