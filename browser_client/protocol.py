@@ -107,13 +107,29 @@ def check_request(message: Any) -> tuple[str, Any, dict[str, Any]] | dict[str, A
     2002
     >>> check_request({"meta": {"type": "t"}, "data": 1})
     ('t', 1, {'type': 't'})
+    >>> check_request({"meta": {"type": "t", "id": "\\ud800"}})["meta"]["code"]
+    2001
+
+    A type or id that is not storable text (see :func:`check_storable`) is
+    refused here: the id becomes a key of the reply memory and a room
+    message's id, and a store cannot write it.
     """
     if not isinstance(message, dict):
         return failure(INVALID_FORMAT)
     meta = message.get("meta")
     if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
         return failure(INVALID_TYPE)
-    return meta["type"], message.get("data"), meta
+    type_, message_id = meta["type"], meta.get("id")
+    try:
+        check_storable(type_, "Message type")
+    except ValueError as error:
+        return failure(INVALID_TYPE, f"Invalid message type: {error}")
+    if isinstance(message_id, str):
+        try:
+            check_storable(message_id, "Message id")
+        except ValueError as error:
+            return failure(INVALID_FORMAT, f"Invalid message format: {error}")
+    return type_, message.get("data"), meta
 
 
 def room_message(type_: str, data: Any, message_id: str, room: str, offset: int) -> dict[str, Any]:
@@ -139,10 +155,19 @@ def encode_json(value: Any) -> str:
 
     Raises ``TypeError`` for values JSON cannot carry and ``ValueError`` for
     NaN and infinities (valid for Python's json, refused by JavaScript's
-    ``JSON.parse``), so a bad send fails in the caller's hands instead of in
-    the outbox or in a peer's decoder.
+    ``JSON.parse``) and for text that is not storable (:func:`check_storable`:
+    the text is kept as it is, not escaped, so a lone surrogate would reach a
+    store that cannot write it), so a bad send fails in the caller's hands
+    instead of in the outbox, in a store's commit or in a peer's decoder.
+
+    >>> encode_json({"a": "é"})
+    '{"a":"é"}'
+    >>> encode_json("\\udc00")
+    Traceback (most recent call last):
+    ValueError: Data as JSON is not storable text: a lone UTF-16 surrogate (\\udc00 at character 2); only text that UTF-8 can encode is stored or sent
     """
-    return _ENCODER.encode(value)
+    text = _ENCODER.encode(value)
+    return text if text.isascii() else check_storable(text, "Data as JSON")  # the check only costs on non-ASCII
 
 
 # json.dumps builds a new encoder per call when given options; one made once saves that.
@@ -208,10 +233,41 @@ def check_type(type_: Any) -> str:
 
 
 def check_room(room: Any) -> str:
-    """Return ``room`` or raise ``ValueError`` with a text fit for an ack."""
+    """Return ``room`` or raise ``ValueError`` with a text fit for an ack.
+
+    A room is a non-empty string of storable text (:func:`check_storable`).
+    """
     if not isinstance(room, str) or not room:
         raise ValueError("Invalid room: must be a non-empty string")
-    return room
+    try:
+        return check_storable(room, "Room")
+    except ValueError as error:
+        raise ValueError(f"Invalid room: {error}") from None
+
+
+def check_storable(text: str, what: str = "Text") -> str:
+    """Return ``text`` or raise ``ValueError`` if a store cannot keep it.
+
+    Python strings (and JSON's ``\\uXXXX`` escapes) can hold a lone UTF-16
+    surrogate, which is no Unicode character: UTF-8 cannot encode it, so
+    SQLite, Redis and IndexedDB-backed peers refuse or mangle it. The error
+    text names it escaped (and so is ASCII: it can go into an ack as is).
+
+    >>> check_storable("r é")
+    'r é'
+    >>> check_storable("a\\ud800", "Room")
+    Traceback (most recent call last):
+    ValueError: Room is not storable text: a lone UTF-16 surrogate (\\ud800 at character 2); only text that UTF-8 can encode is stored or sent
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        bad = f"\\u{ord(text[error.start]):04x}"
+        raise ValueError(f"{what} is not storable text: a lone UTF-16 surrogate ({bad} at character "
+                         f"{error.start + 1}); only text that UTF-8 can encode is stored or sent") from None
+    return text
 
 
 def check_offset(value: Any, name: str = "since") -> int | None:

@@ -48,7 +48,7 @@ class MemoryStore:
             bounds = self._bounds[room] = RoomBounds(epoch=new_epoch())
         return bounds
 
-    async def flushed(self) -> None:
+    async def flushed(self, entry: LogEntry | None = None) -> None:
         return None
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:

@@ -181,8 +181,8 @@ class RedisStore:
                                                               int(delivered), max_messages, new_epoch()])
         return LogEntry(room, int(head), message_id, type_, data_json, ts)
 
-    async def flushed(self) -> None:
-        """Appends are written when they return; this writes the replies kept meanwhile."""
+    async def flushed(self, entry: LogEntry | None = None) -> None:
+        """Appends are written when they return (or raise); this writes the replies kept meanwhile."""
         if self._writing is not None:
             await asyncio.shield(self._writing)
         if self._replies:

@@ -245,7 +245,7 @@ class SxServer:
         A cancellation leaves the turn taken: :meth:`_finish_delivery` goes on with it.
         """
         try:
-            await self.store.flushed()
+            await self.store.flushed(entry)  # its own outcome: another send's failed write is not ours
             await self.delivery_order.wait(previous)
             if members:
                 await self.room_messages.send(entry, room=entry.room)
@@ -303,7 +303,7 @@ class SxServer:
             release()
             raise
         # python-socketio queues this answer as the handler returns, with no await in
-        # between (tests/integration/test_join_order.py holds it to that); the task
+        # between (test_join_positions.py's answer-before-backlog test holds it to that); the task
         # below starts after it.
         self._background(self._replay_then_release(socket.sid, replay, release))
         log.info("[%s] joined %s since=%s epoch=%s replayed=%d missed=%d reset=%s", socket.sid, room, since,

@@ -13,8 +13,9 @@ Deliveries to a room run under the room's lock, which a join holds while it
 replays, so a member gets the replay and then the live messages after it,
 never interleaved (live ones it already had from the replay, it drops by
 offset). Per room with members here, the process remembers the last offset
-it delivered (or, right after a join, the offset the join replayed up to): a gap (a message the subscription missed, as Redis's publish
-is at most once) is filled from the log before the new message goes out.
+it delivered (or, right after a join, the offset the join replayed up to):
+a gap (a message the subscription missed, as Redis's publish is at most
+once) is filled from the log before the new message goes out.
 """
 
 from __future__ import annotations

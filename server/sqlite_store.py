@@ -10,6 +10,23 @@ plain autocommit statement when the group is a single write); each writer
 awaits that commit before it reports success. A sender therefore never
 broadcasts what a crash could still take back.
 
+Each write keeps its own outcome. A read in the group's turn runs the
+group's writes early, in the open transaction (read your writes), and the
+commit runs the rest. If a statement fails (a constraint, or a value sqlite3
+cannot bind, such as a lone surrogate: not only ``sqlite3.Error``), the
+transaction is rolled back and the group is written again one write at a
+time, each under a savepoint, so only the bad write fails; if the commit
+itself fails, every write of it does. The failure is logged and reaches the
+write's own writer (``flushed(entry)``, ``mark_delivered`` and the other
+awaited writes), never a reader, and success is never reported for a write
+that is not in the file. A failed write's group reloads the cached bounds
+from the file, so what a failed append leaves is either its offset handed
+out again (nothing above it was written) or a hole in the room's offsets
+(an append above it in the same group was). An offset handed out again is
+never delivered twice with different content: the failed entry was never
+broadcast, as the server broadcasts an entry only after ``flushed`` returns
+for it.
+
 Remembered replies are the one write nobody waits for: ``remember`` adds
 its row to the group and returns, so the ack leaves at once, and a
 group holding only replies waits up to ``REPLY_COMMIT_DELAY`` for
@@ -42,14 +59,18 @@ floor may be kept until the next sweep, never fewer than promised.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from dataclasses import replace
+from collections import OrderedDict
 from itertools import groupby
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from .store import LogEntry, RoomBounds, new_epoch
+
+log = logging.getLogger("shotx.server")
 
 SCHEMA_VERSION = 3  # 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch
 _SCHEMA = """
@@ -71,6 +92,8 @@ REPLY_COMMIT_DELAY = 0.05
 LOCK_TIMEOUT = 2.0
 # Rows below a room's floor deleted in one statement (retention by count).
 RETENTION_SWEEP = 100
+# Failed appends remembered for a late ``flushed(entry)`` (failures are rare; this bounds them).
+FAILED_KEPT = 1000
 
 _REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
 _SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, ?, ?, ?, ?) "
@@ -87,6 +110,21 @@ UPDATE rooms SET epoch = lower(hex(randomblob(8))) WHERE epoch IS NULL;
 """
 
 
+class _Write:
+    """One statement of a group, with its outcome once the group is done."""
+
+    __slots__ = ("sql", "params", "entry", "error", "settled")
+
+    def __init__(self, sql: str, params: tuple[Any, ...], entry: LogEntry | None = None) -> None:
+        self.sql, self.params, self.entry = sql, params, entry
+        self.error: Exception | None = None
+        self.settled = False  # its group is committed or rolled back: ``error`` is final
+
+
+def _key(entry: LogEntry) -> tuple[str, int, str]:
+    return entry.room, entry.offset, entry.id  # with the id: an offset may be handed out again
+
+
 class SqliteStore:
     """Room logs and replies in one SQLite file that survives restarts.
 
@@ -99,11 +137,15 @@ class SqliteStore:
         self._rooms: dict[str, RoomBounds] = {}
         self._epochs: dict[str, str] = {}  # never cleared: a reload after a failed commit keeps them
         self._swept: dict[str, int] = {}  # per room: rows at or below this offset are deleted
-        self._waiters: list[asyncio.Future[None]] = []
         self._commit_scheduled = False
         self._commit_lazy = False
         self._commit_handle: asyncio.Handle | None = None
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []  # writes of this group, in order
+        self._pending: list[_Write] = []  # writes of this group, in order (run or not yet)
+        self._applied = 0  # how many of them ran in the open transaction
+        # made by the first writer that waits; its result: the group's first failed append's error
+        self._group_done: asyncio.Future[Exception | None] | None = None
+        self._appends: dict[tuple[str, int, str], _Write] = {}  # this group's appends
+        self._failed: OrderedDict[tuple[str, int, str], Exception] = OrderedDict()
 
     async def open(self) -> None:
         if self._db is not None:
@@ -166,10 +208,15 @@ class SqliteStore:
             raise RuntimeError("SqliteStore is not open: await store.open() first")
         return self._db
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Add a write to the current group; it runs when the group commits."""
-        self._pending.append((sql, params))
-        self._schedule_commit(0.0)
+    def _write(self, sql: str, params: tuple[Any, ...], entry: LogEntry | None = None,
+               wait: float = 0.0) -> _Write:
+        """Add a write to the current group; it runs when the group commits (or a read runs it)."""
+        write = _Write(sql, params, entry)
+        self._pending.append(write)
+        if entry is not None:
+            self._appends[_key(entry)] = write
+        self._schedule_commit(wait)
+        return write
 
     def _schedule_commit(self, wait: float) -> None:
         """Make sure the group commits: on the next loop turn, or after ``wait``.
@@ -188,52 +235,120 @@ class SqliteStore:
             self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
             self._commit_lazy = False
 
-    def _apply_pending(self) -> None:
-        """Run the group's writes now, in its open transaction, for a read that must see them."""
-        if not self._pending:
+    def _apply(self) -> None:
+        """Run the group's writes not run yet, in its open transaction. Never raises:
+        a failure goes to the failed write (see the module docstring)."""
+        todo = self._pending[self._applied:]
+        if not todo:
             return
-        if not self.db.in_transaction:
+        try:
+            if not self.db.in_transaction:
+                self.db.execute("BEGIN")
+            for sql, run in groupby(todo, key=attrgetter("sql")):
+                self.db.executemany(sql, [write.params for write in run])
+        except Exception as error:
+            log.error("SQLite write failed, its group is written again one write at a time: %r", error)
+            self._write_one_by_one()
+        self._applied = len(self._pending)
+
+    def _write_one_by_one(self) -> None:
+        """Roll the transaction back and run each write of the group under its own savepoint."""
+        self._forget_cached_bounds()
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             self.db.execute("BEGIN")
-        statements, self._pending = self._pending, []
-        for sql, run in groupby(statements, key=itemgetter(0)):
-            self.db.executemany(sql, [params for _, params in run])
+            for write in self._pending:
+                if write.error is None:
+                    self.db.execute("SAVEPOINT one_write")
+                    try:
+                        self.db.execute(write.sql, write.params)
+                    except Exception as error:
+                        log.error("SQLite write refused: %r (%.80s)", error, write.sql)
+                        write.error = error
+                        self.db.execute("ROLLBACK TO one_write")
+                    self.db.execute("RELEASE one_write")
+        except Exception as error:  # the connection itself fails: nothing of the group is made
+            self._fail_all(error)
+
+    def _fail_all(self, error: Exception) -> None:
+        """Nothing of the group is in the file: every write of it failed with ``error``."""
+        log.error("SQLite commit failed, all %d writes of its group are rolled back: %r", len(self._pending), error)
+        for write in self._pending:
+            write.error = write.error or error
+        self._forget_cached_bounds()
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except Exception as failure:  # the connection may be broken; the writers still hear of it
+            log.error("SQLite rollback failed: %r", failure)
+
+    def _forget_cached_bounds(self) -> None:
+        """Heads handed out for failed appends may be ahead of the file: load them again."""
+        self._rooms.clear()
+        self._swept.clear()
 
     def _commit(self) -> None:
         if not self._commit_scheduled:
             return
         self._commit_scheduled = False
-        waiters, self._waiters = self._waiters, []
         try:
             if len(self._pending) == 1 and not self.db.in_transaction:
-                (sql, params), = self._pending  # one write: its own (autocommit) transaction
-                self._pending = []
-                self.db.execute(sql, params)
+                self._commit_alone(self._pending[0])
             else:
-                self._apply_pending()
+                self._apply()
                 if self.db.in_transaction:
                     self.db.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._pending = []
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            self._rooms.clear()  # cached heads may now be ahead of the file
-            self._swept.clear()
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(error)
-            return
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        except BaseException as error:  # even an interrupt: no write is reported made that was not
+            self._fail_all(error if isinstance(error, Exception) else RuntimeError(f"commit interrupted: {error!r}"))
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            self._settle()
 
-    async def _durable(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    def _commit_alone(self, write: _Write) -> None:
+        """One write: its own (autocommit) transaction."""
+        try:
+            self.db.execute(write.sql, write.params)
+        except Exception as error:
+            log.error("SQLite write failed: %r (%.80s)", error, write.sql)
+            write.error = error
+            self._forget_cached_bounds()
+
+    def _settle(self) -> None:
+        """The group is done: its outcomes are final; wake its writers; start a new group."""
+        group, done = self._pending, self._group_done
+        self._pending, self._applied, self._group_done, self._appends = [], 0, None, {}
+        first_failed: Exception | None = None
+        for write in group:
+            write.settled = True
+            if write.error is not None and write.entry is not None:
+                self._failed[_key(write.entry)] = write.error
+                first_failed = first_failed or write.error
+        while len(self._failed) > FAILED_KEPT:
+            self._failed.popitem(last=False)
+        if done is not None and not done.done():
+            done.set_result(first_failed)
+
+    async def _group_settled(self) -> Exception | None:
+        """Wait until the current group is done; its first failed append's error, if any."""
+        if self._group_done is None:
+            self._group_done = asyncio.get_running_loop().create_future()
+        done = self._group_done
+        self._schedule_commit(0.0)  # a reply-only group waiting for company commits now
         # The commit was queued (call_soon) before this task yields, so it runs
         # first in the next turn and this task resumes in that same turn, done:
         # one loop turn per write instead of two (commit, then wake-up).
         await asyncio.sleep(0)
-        await waiter
+        return await done
+
+    async def _settled(self, writes: list[_Write]) -> None:
+        """Wait for the group of ``writes`` (all of one group) to be done; raise the first one's error."""
+        if writes and not writes[0].settled:
+            await self._group_settled()
+        for write in writes:
+            if write.error is not None:
+                raise write.error
 
     def _room(self, room: str) -> RoomBounds:
         bounds = self._rooms.get(room)
@@ -270,16 +385,16 @@ class SqliteStore:
         self._epochs[room] = saved
         return saved
 
-    def _save_room(self, room: str, bounds: RoomBounds) -> None:
+    def _save_room(self, room: str, bounds: RoomBounds) -> _Write:
         self._rooms[room] = bounds
-        self._write(_SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
+        return self._write(_SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
                      delivered: bool, max_messages: int) -> LogEntry:
         bounds = self._room(room)
         entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
         self._write("INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (room, entry.offset, message_id, type_, data_json, ts, delivered))
+                    (room, entry.offset, message_id, type_, data_json, ts, delivered), entry)
         floor = max(bounds.floor, entry.offset - max_messages)
         if floor - self._swept.get(room, 0) >= RETENTION_SWEEP:
             self._sweep(room, floor)
@@ -292,19 +407,31 @@ class SqliteStore:
             if bounds.floor > self._swept.get(room, 0):
                 self._sweep(room, bounds.floor)
 
-    def _sweep(self, room: str, floor: int) -> None:
+    def _sweep(self, room: str, floor: int) -> _Write:
         """Delete a room's rows at or below its floor (the log keeps newer ones, so it
         still tells the floor)."""
-        self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, floor))
         self._swept[room] = floor
+        return self._write("DELETE FROM room_log WHERE room = ? AND offset <= ?", (room, floor))
 
-    async def flushed(self) -> None:
-        if self._commit_scheduled:
-            self._schedule_commit(0.0)  # a reply-only group waiting for company commits now
-            await self._durable()
+    async def flushed(self, entry: LogEntry | None = None) -> None:
+        """Return once ``entry`` is durable, or raise why it never will be.
+
+        Without an entry: once every write made before the call is committed,
+        raising if an append of that commit failed (it cannot tell whose).
+        """
+        if entry is None:
+            failed = await self._group_settled() if self._pending else None
+            if failed is not None:
+                raise failed
+            return
+        write = self._appends.get(_key(entry))
+        if write is not None:
+            await self._settled([write])
+        elif _key(entry) in self._failed:
+            raise self._failed[_key(entry)]
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
-        self._apply_pending()  # read your writes: appends of this group, not committed yet
+        self._apply()  # read your writes: appends of this group, not committed yet
         after = max(after, self._room(room).floor)  # rows below it may wait for their sweep
         rows = self.db.execute(
             "SELECT offset, id, type, data, ts FROM room_log WHERE room = ? AND offset > ? "
@@ -317,38 +444,36 @@ class SqliteStore:
     async def mark_delivered(self, room: str, offset: int) -> None:
         bounds = self._room(room)
         if offset > bounds.delivered:
-            self._save_room(room, replace(bounds, delivered=min(offset, bounds.head)))
-            await self._durable()
+            await self._settled([self._save_room(room, replace(bounds, delivered=min(offset, bounds.head)))])
 
     async def drop_older_than(self, ts: float) -> int:
         self._sweep_all()  # rows retention by count dropped already are not this pass's
-        self._apply_pending()
+        self._apply()
         old = self.db.execute(
             "SELECT room, MAX(offset), COUNT(*) FROM room_log WHERE ts < ? GROUP BY room", (ts,)).fetchall()
+        writes = []
         for room, highest, _ in old:
             bounds = self._room(room)
-            self._sweep(room, highest)
-            self._save_room(room, replace(bounds, floor=max(bounds.floor, highest)))
-        if old:
-            await self._durable()
+            writes.append(self._sweep(room, highest))
+            writes.append(self._save_room(room, replace(bounds, floor=max(bounds.floor, highest))))
+        await self._settled(writes)
         return sum(count for _, _, count in old)
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
-        self._pending.append((_REMEMBER, (principal, message_id, reply_json, ts)))
-        self._schedule_commit(REPLY_COMMIT_DELAY)
+        self._write(_REMEMBER, (principal, message_id, reply_json, ts), wait=REPLY_COMMIT_DELAY)
 
     async def recall(self, principal: str, message_id: str) -> str | None:
-        for sql, params in reversed(self._pending):  # not inserted yet
-            if sql is _REMEMBER and params[1] == message_id and params[0] == principal:
+        for write in reversed(self._pending[self._applied:]):  # not inserted yet
+            params = write.params
+            if write.sql is _REMEMBER and params[1] == message_id and params[0] == principal:
                 return str(params[2])
         row = self.db.execute("SELECT reply FROM replies WHERE principal = ? AND id = ?",
                               (principal, message_id)).fetchone()
         return None if row is None else str(row[0])
 
     async def forget_replies_before(self, ts: float) -> int:
-        self._apply_pending()  # pending replies count too
+        self._apply()  # pending replies count too
         count = self.db.execute("SELECT COUNT(*) FROM replies WHERE ts < ?", (ts,)).fetchone()[0]
         if count:
-            self._write("DELETE FROM replies WHERE ts < ?", (ts,))
-            await self._durable()
+            await self._settled([self._write("DELETE FROM replies WHERE ts < ?", (ts,))])
         return int(count)

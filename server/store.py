@@ -89,8 +89,15 @@ class Store(Protocol):
         entries beyond that count in the same write.
         """
 
-    async def flushed(self) -> None:
-        """Return once every write made before the call is durable."""
+    async def flushed(self, entry: LogEntry | None = None) -> None:
+        """Return once ``entry`` (what :meth:`append` returned) is durable, or raise
+        why it never will be (a write that failed is never reported durable).
+
+        Without an entry: once every write made before the call is durable,
+        raising if an append among them failed; a store writing in groups
+        (``sqlite_store.py``) cannot tell whose, so a caller that knows its
+        entry passes it, and only the failed append's own writer hears of it.
+        """
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
         """Entries with ``offset > after`` in offset order, at most ``limit``."""

@@ -1,5 +1,12 @@
-"""Every server store keeps the same promises; SQLite also across reopen."""
+"""Every server store keeps the same promises; SQLite also across reopen.
 
+The contract also runs on the memory and SQLite stores wrapped so that every
+call yields to the event loop first, as a store doing real I/O does: a caller
+that checks, awaits and then acts finds out here, not only on Redis.
+"""
+
+import asyncio
+import inspect
 import json
 
 import pytest
@@ -7,16 +14,34 @@ import pytest
 from shotx.server import MemoryStore, SqliteStore
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+class YieldingStore:
+    """A real store whose every async method first lets other tasks run."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        found = getattr(self.inner, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        async def yielding(*args, **kwargs):
+            await asyncio.sleep(0)
+            return await found(*args, **kwargs)
+        return yielding
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "memory-yielding", "sqlite-yielding"])
 async def store(request, tmp_path):
-    if request.param == "redis":
+    kind = request.param.removesuffix("-yielding")
+    if kind == "redis":
         from shotx.server.redis_store import RedisStore
 
         made = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
     else:
-        made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.sqlite3")
+        made = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.sqlite3")
     await made.open()
-    yield made
+    yield YieldingStore(made) if request.param.endswith("-yielding") else made
     await made.close()
 
 
@@ -34,10 +59,25 @@ async def test_appends_are_read_at_once_and_durable_once_flushed(store):
     entry = await store.append("r", "t", json.dumps({"n": 1}), "1", 1.0, False, 10)
     entry2 = await store.append("r", "t", json.dumps({"n": 2}), "2", 1.0, False, 10)
     assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2"] and (entry.offset, entry2.offset) == (1, 2)
+    await store.flushed(entry)  # this append's own outcome
     await store.flushed()
-    if isinstance(store, SqliteStore):  # committed: no write of the group is left open or pending
+    if isinstance(store := getattr(store, "inner", store), SqliteStore):  # committed: no write of the group is left open or pending
         assert not store.db.in_transaction and not store._pending
     await store.flushed()  # nothing pending: returns at once
+
+
+async def test_concurrent_appends_get_consecutive_offsets_and_a_new_room_one_epoch(store):
+    looks = await asyncio.gather(*(store.bounds("c") for _ in range(5)))
+    assert len({bounds.epoch for bounds in looks}) == 1
+    entries = await asyncio.gather(*(store.append("c", "t", str(n), f"c{n}", 1.0, n % 2 == 0, 100)
+                                     for n in range(20)))
+    assert sorted(entry.offset for entry in entries) == list(range(1, 21))
+    await asyncio.gather(*(store.flushed(entry) for entry in entries))
+    in_order = sorted(entries, key=lambda entry: entry.offset)
+    assert [e.id for e in await store.read("c", 0, 100)] == [entry.id for entry in in_order]
+    bounds = await store.bounds("c")
+    assert (bounds.head, bounds.epoch) == (20, looks[0].epoch)
+    assert bounds.delivered == max(entry.offset for entry in entries if int(entry.id[1:]) % 2 == 0)
 
 
 async def test_bounds_track_head_floor_and_delivered(store):
@@ -190,27 +230,71 @@ async def test_a_second_sqlite_store_on_one_file_is_refused_clearly(tmp_path):
         await again.close()
 
 
-async def test_sqlite_group_commit_failure_fails_its_writers_and_the_store_recovers(tmp_path):
-    """Writes made in one loop turn commit together; if that commit fails, every
-    writer of the group gets the error, nothing of the group is kept, and the
-    store reloads its bounds from the file."""
+async def test_sqlite_a_failed_write_fails_its_own_writer_only_and_never_a_reader(tmp_path, caplog):
+    """Defect 6: writes made in one loop turn commit together, and a read in that turn runs
+    them early (read your writes). One that fails (here a row written behind the store's back
+    takes offset 3, and an id no UTF-8 can encode) fails its own writer: not the reader, not
+    the other writers of the group, and nothing is claimed that is not in the file."""
     import asyncio
     import sqlite3
 
-    store = await reopened(tmp_path / "fail.sqlite3")
+    path = tmp_path / "fail.sqlite3"
+    store = await reopened(path)
     try:
         await store.append("r", "t", "1", "1", 1.0, False, 10)
-        # a row the store does not know about takes offset 3 (as if written behind its back)
+        await store.flushed()
         store.db.execute("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES ('r', 3, 'x', 't', '0', 1.0)")
-        async def send(room, message_id):  # as the server does: append, then await the commit
-            await store.append(room, "t", message_id, message_id, 1.0, False, 10)
+        entries = [await store.append(room, "t", "0", message_id, 1.0, False, 10)  # no await yields: one group
+                   for room, message_id in (("r", "2"), ("r", "3"), ("other", "4"), ("other", "\ud800"))]
+        await store.remember("p", "m", '"reply"', 1.0)
+        assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2", "x"]  # the reader is not hurt
+        assert [e.id for e in await store.read("other", 0, 10)] == ["4"]
+        outcomes = await asyncio.gather(*(store.flushed(entry) for entry in entries), return_exceptions=True)
+        assert [type(outcome) for outcome in outcomes] == [
+            type(None), sqlite3.IntegrityError, type(None), UnicodeEncodeError]
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.flushed(entries[1])  # later, too: a failed entry stays failed
+        await store.append("other", "t", "0", "\udfff", 1.0, False, 10)
+        with pytest.raises(UnicodeEncodeError):  # without an entry: raises if an append it waited for failed
             await store.flushed()
-
-        results = await asyncio.gather(send("r", "2"), send("r", "3"), send("other", "4"), return_exceptions=True)
-        assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
-        assert [e.id for e in await store.read("r", 0, 10)] == ["1", "x"]
-        assert await store.read("other", 0, 10) == []
+        assert sum("SQLite" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") >= 2
         assert (await store.append("r", "t", "5", "5", 1.0, False, 10)).offset == 4
+        assert (await store.append("other", "t", "6", "6", 1.0, False, 10)).offset == 2  # 2 handed out again
+        await store.flushed()
+        expected = {"r": [(1, "1"), (2, "2"), (3, "x"), (4, "5")], "other": [(1, "4"), (2, "6")]}
+        assert {room: [(e.offset, e.id) for e in await store.read(room, 0, 10)] for room in expected} == expected
+    finally:
+        await store.close()
+    again = await reopened(path)
+    try:
+        assert {room: [(e.offset, e.id) for e in await again.read(room, 0, 10)] for room in expected} == expected
+        assert await again.recall("p", "m") == '"reply"'
+    finally:
+        await again.close()
+
+
+async def test_sqlite_a_group_none_of_whose_writes_can_be_made_fails_every_writer(tmp_path):
+    """No write of the group is made (the connection refuses them all): every writer,
+    the awaited ``mark_delivered`` too, hears so, and the store goes on from the file."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "whole.sqlite3"
+    store = await reopened(path)
+    try:
+        await store.append("r", "t", "1", "1", 1.0, False, 10)
+        await store.flushed()
+        store.db.execute("PRAGMA query_only = ON")  # every write of the next group is refused
+        entries = [await store.append("r", "t", str(n), str(n), 1.0, False, 10) for n in (2, 3)]
+        marking = asyncio.ensure_future(store.mark_delivered("r", 3))
+        outcomes = await asyncio.gather(*(store.flushed(e) for e in entries), marking, return_exceptions=True)
+        assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes), outcomes
+        store.db.execute("PRAGMA query_only = OFF")
+        assert [e.id for e in await store.read("r", 0, 10)] == ["1"]
+        assert (await store.bounds("r")).head == 1
+        entry = await store.append("r", "t", "2", "2b", 1.0, False, 10)
+        await store.flushed(entry)
+        assert entry.offset == 2
     finally:
         await store.close()
 

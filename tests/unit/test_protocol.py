@@ -118,3 +118,26 @@ def test_handler_arity_counts_what_a_handler_takes():
     assert protocol.handler_arity(with_meta, 2) == 2  # capped at what is passed
     assert protocol.handler_arity(lambda: None, 2) == 0
     assert protocol.handler_arity(print, 3) == 3  # a builtin without a readable signature
+
+
+def test_text_a_store_cannot_keep_is_refused_clearly():
+    """A lone UTF-16 surrogate is no Unicode text: refused at the edge, with an ASCII error
+    text that can itself go into an ack (a store would fail on it at commit)."""
+    for bad in ("\ud800", "a\udfffb", "é\udc00"):
+        for refuse in (protocol.encode_json, lambda text: protocol.encode_json({"data": [text]}),
+                       protocol.check_room, protocol.check_storable):
+            try:
+                refuse(bad)
+            except ValueError as error:
+                assert "surrogate" in str(error) and str(error).isascii(), error
+            else:
+                raise AssertionError(f"{refuse} took {bad!r}")
+        id_reply = protocol.check_request({"meta": {"type": "t", "id": bad}, "data": 1})
+        type_reply = protocol.check_request({"meta": {"type": bad, "id": "x"}, "data": 1})
+        assert (id_reply["meta"]["code"], type_reply["meta"]["code"]) == (2001, 2002)
+        assert "surrogate" in id_reply["meta"]["error"] and "surrogate" in type_reply["meta"]["error"]
+        assert protocol.encode_json(id_reply).isascii()
+    for good in ("", "ascii", "é ü 中 😀", "\U0010ffff"):  # any real character, a pair too
+        assert protocol.encode_json(good) == f'"{good}"' and protocol.check_storable(good) == good
+    assert protocol.check_room("é😀") == "é😀"
+    assert protocol.check_request({"meta": {"type": "t", "id": "é"}, "data": "\ud800"})[0] == "t"  # data: later
