@@ -6,10 +6,15 @@ the store remembers and python-socketio sends (``packets.py``). :class:`ReplyMem
 makes resends idempotent: a handler runs once per ``(principal, message id)``.
 
 A client resends every message whose ack it did not see. If the first copy
-is still running, the resend waits for the same result; if it finished, the
-remembered reply comes back without running the handler: from a bounded
-in-process cache of recent replies, else from the store (where replies stay
-for the server's ``reply_window``).
+is still being looked up or running, the resend waits for the same result;
+if it finished, the remembered reply comes back without running the handler:
+from a bounded in-process cache of recent replies, else from the store (where
+replies stay for the server's ``reply_window``).
+
+Register before you await: the first copy enters the running map before its
+first store call, so a copy arriving while that call is out (a Redis round
+trip) waits for the first one's outcome instead of running the handler too,
+and copies are answered in the order they came.
 
 The store is asked only for messages flagged ``meta.resend`` (our client
 sets it on anything that may have gone out before: after a reconnect, a
@@ -57,11 +62,17 @@ async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeou
 
 
 class ReplyMemory:
+    """Runs a handler once per ``(principal, message id)`` and answers every copy with its reply.
+
+    >>> from shotx.server import MemoryStore
+    >>> memory = ReplyMemory(MemoryStore())  # then ``await memory.once(...)``
+    """
+
     def __init__(self, store: Store, cache_size: int = 50_000) -> None:
         self.store = store
         self.cache_size = cache_size
-        # key -> futures of copies waiting for the running one (usually none,
-        # so the common path creates no future at all)
+        # key -> futures of copies waiting for the one being looked up or run
+        # (usually none, so the common path creates no future at all)
         self._running: dict[tuple[str, str], list[asyncio.Future[str]]] = {}
         # JSON text, not dicts: tens of thousands of small dicts would make
         # every full garbage collection walk them.
@@ -72,35 +83,45 @@ class ReplyMemory:
         """The reply (JSON text) for this message, running ``run`` only if nobody did yet."""
         key = (principal, message_id)
         waiting = self._running.get(key)
-        if waiting is not None:
+        if waiting is not None:  # an earlier copy is being looked up or run: its outcome is ours
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             waiting.append(future)
             return await future
         recent = self._recent.get(key)
         if recent is not None:
             return recent
-        if resent:
-            remembered = await self.store.recall(principal, message_id)
-            if remembered is not None:
-                return remembered
-        self._running[key] = waiting = []
+        self._running[key] = waiting = []  # before the first await: copies arriving now wait above
         try:
-            text = await run()
+            text = await self._answer(key, run, resent)
         except BaseException as error:
             for future in waiting:
-                future.set_exception(error)
-                future.exception()  # retrieved: its caller may be gone
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()  # retrieved: its caller may be gone
             raise
         finally:
             del self._running[key]
-        self._recent[key] = text
-        if len(self._recent) > self.cache_size:
-            self._recent.popitem(last=False)
-        try:
-            await self.store.remember(principal, message_id, text, time.time())
-        except Exception:  # the handler ran: its reply still goes out (without it the client resends anyway)
-            log.exception("reply to %s could not be remembered: a resend would run its handler again", message_id)
         for future in waiting:
             if not future.done():
                 future.set_result(text)
         return text
+
+    async def _answer(self, key: tuple[str, str], run: Callable[[], Awaitable[str]], resent: bool) -> str:
+        """The remembered reply, or ``run``'s (the first copy only)."""
+        if resent:
+            remembered = await self.store.recall(*key)
+            if remembered is not None:
+                self._cache(key, remembered)
+                return remembered
+        text = await run()
+        self._cache(key, text)
+        try:  # the handler ran: its reply still goes out (without it the client resends anyway)
+            await self.store.remember(*key, text, time.time())
+        except Exception:
+            log.exception("reply to %s could not be remembered: a resend would run its handler again", key[1])
+        return text
+
+    def _cache(self, key: tuple[str, str], text: str) -> None:
+        self._recent[key] = text
+        if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)
