@@ -16,6 +16,12 @@ first store call, so a copy arriving while that call is out (a Redis round
 trip) waits for the first one's outcome instead of running the handler too,
 and copies are answered in the order they came.
 
+An ack leaves only once its reply is durable (``remember``, then
+``flushed``; SQLite's group commit lets concurrent acks share one commit).
+So an acknowledged message is never run again, even after a crash; what is
+left is the window between a handler's end and that commit: a server killed
+inside it sent no ack, and the resend runs the handler again.
+
 The store is asked only for messages flagged ``meta.resend`` (our client
 sets it on anything that may have gone out before: after a reconnect, a
 reload, or from another tab). A first send cannot be in the store, and the
@@ -107,19 +113,30 @@ class ReplyMemory:
         return text
 
     async def _answer(self, key: tuple[str, str], run: Callable[[], Awaitable[str]], resent: bool) -> str:
-        """The remembered reply, or ``run``'s (the first copy only)."""
+        """The remembered reply, or ``run``'s once it is durable (the first copy only)."""
         if resent:
             remembered = await self.store.recall(*key)
             if remembered is not None:
                 self._cache(key, remembered)
                 return remembered
         text = await run()
+        await self._keep(key, text, "reply; a resend would run its handler again")
         self._cache(key, text)
-        try:  # the handler ran: its reply still goes out (without it the client resends anyway)
-            await self.store.remember(*key, text, time.time())
-        except Exception:
-            log.exception("reply to %s could not be remembered: a resend would run its handler again", key[1])
         return text
+
+    async def _keep(self, key: tuple[str, str], text: str, consequence: str) -> bool:
+        """Remember ``text`` for ``key`` and wait until it is durable; False (logged) if the store failed.
+
+        A reply goes out even then: the client that gets it never resends, and
+        one that does not would see the handler run again, as without a store.
+        """
+        try:
+            await self.store.remember(*key, text, time.time())
+            await self.store.flushed()
+        except Exception:
+            log.exception("%s could not be remembered durably (%s)", key[1], consequence)
+            return False
+        return True
 
     def _cache(self, key: tuple[str, str], text: str) -> None:
         self._recent[key] = text
