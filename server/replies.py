@@ -20,14 +20,20 @@ An ack leaves only once its reply is durable (``remember``, then
 ``flushed``; SQLite's group commit lets concurrent acks share one commit).
 So an acknowledged message is never run again, even after a crash; what is
 left is the window between a handler's end and that commit: a server killed
-inside it sent no ack, and the resend runs the handler again.
+inside it sent no ack, and the resend runs the handler again. With
+``at_most_once`` that window closes the other way: a durable
+:data:`STARTED` marker is written before the handler runs, and a resend that
+finds only the marker (the first run may have happened, then a crash) is
+answered with ``OUTCOME_UNKNOWN`` (2005) instead of running again. Within
+one live process a resend of a still-running message still just waits.
 
 The store is asked only for messages flagged ``meta.resend`` (our client
 sets it on anything that may have gone out before: after a reconnect, a
-reload, or from another tab). A first send cannot be in the store, and the
-SELECT it would cost is a tenth of our layer's time per message; copies that
-race each other (two tabs flushing one outbox) meet in the running map or
-the cache.
+reload, or from another tab), and for every message in ``at_most_once``
+mode, which pays a durable write per message anyway. A first send cannot
+be in the store, and the SELECT it would cost is a tenth of our layer's
+time per message; copies that race each other (two tabs flushing one
+outbox) meet in the running map or the cache.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ from .store import Store
 
 log = logging.getLogger("shotx.server")
 Reply = dict[str, Any]
+
+STARTED = "shotx:started"
+"""What ``at_most_once`` remembers before a handler runs. Not JSON, so no reply can be it."""
+_MAYBE_RAN = protocol.encode_json(protocol.failure(
+    protocol.OUTCOME_UNKNOWN, "Message may have been processed before the server stopped; not run again"))
+_NOT_STARTED = protocol.encode_json(protocol.failure(
+    protocol.HANDLER_ERROR, "Could not record the message's start durably; its handler did not run"))
 
 
 async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
@@ -71,12 +84,13 @@ class ReplyMemory:
     """Runs a handler once per ``(principal, message id)`` and answers every copy with its reply.
 
     >>> from shotx.server import MemoryStore
-    >>> memory = ReplyMemory(MemoryStore())  # then ``await memory.once(...)``
+    >>> memory = ReplyMemory(MemoryStore(), at_most_once=True)  # then ``await memory.once(...)``
     """
 
-    def __init__(self, store: Store, cache_size: int = 50_000) -> None:
+    def __init__(self, store: Store, cache_size: int = 50_000, *, at_most_once: bool = False) -> None:
         self.store = store
         self.cache_size = cache_size
+        self.at_most_once = at_most_once
         # key -> futures of copies waiting for the one being looked up or run
         # (usually none, so the common path creates no future at all)
         self._running: dict[tuple[str, str], list[asyncio.Future[str]]] = {}
@@ -114,11 +128,17 @@ class ReplyMemory:
 
     async def _answer(self, key: tuple[str, str], run: Callable[[], Awaitable[str]], resent: bool) -> str:
         """The remembered reply, or ``run``'s once it is durable (the first copy only)."""
-        if resent:
+        if resent or self.at_most_once:
             remembered = await self.store.recall(*key)
+            if remembered == STARTED:
+                log.warning("message %s was started before a restart and never answered: "
+                            "not run again (at_most_once)", key[1])
+                return _MAYBE_RAN
             if remembered is not None:
                 self._cache(key, remembered)
                 return remembered
+        if self.at_most_once and not await self._keep(key, STARTED, "start marker; its handler is not run"):
+            return _NOT_STARTED
         text = await run()
         await self._keep(key, text, "reply; a resend would run its handler again")
         self._cache(key, text)

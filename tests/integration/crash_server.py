@@ -1,4 +1,4 @@
-"""A server for tests to SIGKILL: ``python crash_server.py STORE RUNS [--block]``.
+"""A server for tests to SIGKILL: ``python crash_server.py STORE RUNS [--block] [--at-most-once]``.
 
 One route, ``work``: it appends the message id to the file RUNS (one line
 per run, written before anything else, so a test can wait for a run on the
@@ -33,7 +33,7 @@ def record_run(runs_path: str, message_id: str) -> int:
 
 async def serve(args: argparse.Namespace) -> None:
     app = web.Application()
-    sx = SxServer(app, store=SqliteStore(args.store), retention_interval=0)
+    sx = SxServer(app, store=SqliteStore(args.store), retention_interval=0, at_most_once=args.at_most_once)
 
     async def work(data: Any, socket: Any, meta: dict[str, Any]) -> dict[str, Any]:
         runs = record_run(args.runs, meta["id"])
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("store")
     parser.add_argument("runs")
     parser.add_argument("--block", action="store_true")
+    parser.add_argument("--at-most-once", action="store_true")
     asyncio.run(serve(parser.parse_args()))
 
 

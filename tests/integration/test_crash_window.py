@@ -23,9 +23,10 @@ import pytest
 
 from shotx.client import protocol
 from shotx.server import SqliteStore
+from shotx.server.replies import STARTED, ReplyMemory
 
 SERVER = Path(__file__).with_name("crash_server.py")
-MODES = pytest.mark.parametrize("at_most_once", [False], ids=["default"])
+MODES = pytest.mark.parametrize("at_most_once", [False, True], ids=["default", "at_most_once"])
 
 
 class CrashServer:
@@ -109,3 +110,54 @@ async def test_a_send_killed_while_its_handler_runs(at_most_once, tmp_path, raw_
         assert reply == {"meta": {"success": True}, "data": {"id": "killed-1", "runs": 2}}
         assert runs_in(runs) == ["killed-1", "killed-1"]
     assert second == reply  # and the answer, whichever, is remembered
+
+
+@pytest.mark.parametrize("resend", [False, True], ids=["first-send", "resend"])
+async def test_at_most_once_copy_of_a_message_still_running_waits_for_it(resend, tmp_path):
+    """No crash, no error: in a live server a copy arriving mid-run gets the first run's reply.
+
+    At the ReplyMemory level on a real SQLite file, so the second copy
+    arrives exactly while the first one's handler runs (after its marker is durable).
+    """
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
+    memory, release, runs = ReplyMemory(store, at_most_once=True), asyncio.Event(), []
+
+    async def run() -> str:
+        runs.append(1)
+        await release.wait()
+        return protocol.encode_json(protocol.success("first"))
+
+    first = asyncio.ensure_future(memory.once("p", "live-1", run, resent=False))
+    while not runs:  # the first copy's handler is running
+        await asyncio.sleep(0)
+    assert await store.recall("p", "live-1") == STARTED
+    copy = asyncio.ensure_future(memory.once("p", "live-1", run, resent=resend))
+    await asyncio.sleep(0)
+    assert not copy.done()  # waiting, not answered OUTCOME_UNKNOWN
+    release.set()
+    assert await copy == await first == protocol.encode_json(protocol.success("first"))
+    assert runs == [1]
+    assert await store.recall("p", "live-1") == await first  # the reply replaced the marker
+    await store.close()
+
+
+async def test_at_most_once_does_not_run_a_handler_whose_start_cannot_be_recorded(tmp_path, caplog):
+    """Without a durable marker a crash could not be told from a first run: refuse, run nothing."""
+    class FullDisk(SqliteStore):  # a real SQLite store whose writes of replies fail
+        async def remember(self, principal, message_id, reply_json, ts):
+            raise OSError("disk full")
+
+    store = FullDisk(tmp_path / "store.sqlite3")
+    await store.open()
+    runs = []
+
+    async def run() -> str:
+        runs.append(1)
+        return protocol.encode_json(protocol.success("ran"))
+
+    reply = await ReplyMemory(store, at_most_once=True).once("p", "m-1", run, resent=False)
+    await store.close()
+    assert runs == []
+    assert json.loads(reply)["meta"]["code"] == protocol.HANDLER_ERROR
+    assert "m-1 could not be remembered durably (start marker" in caplog.text
