@@ -53,30 +53,53 @@ from .store import Store
 log = logging.getLogger("shotx.server")
 Reply = dict[str, Any]
 
+# Stores keep UTF-8. JSON can carry a lone surrogate ("\\ud800") that UTF-8
+# cannot, and it would fail the store's commit (on SQLite, stalling every ack
+# that waits for that commit: issue 8, defect 2), so it never gets there.
+_STORABLE = "utf-8"
+
 STARTED = "shotx:started"
 """What ``at_most_once`` remembers before a handler runs. Not JSON, so no reply can be it."""
 _MAYBE_RAN = protocol.encode_json(protocol.failure(
     protocol.OUTCOME_UNKNOWN, "Message may have been processed before the server stopped; not run again"))
+_BAD_ID = protocol.encode_json(protocol.failure(
+    protocol.INVALID_FORMAT, "Message id is not valid Unicode text (it holds a lone surrogate)"))
 _NOT_STARTED = protocol.encode_json(protocol.failure(
     protocol.HANDLER_ERROR, "Could not record the message's start durably; its handler did not run"))
+
+
+def _storable(*texts: str) -> bool:
+    """Whether every text is valid Unicode (see ``_STORABLE``)."""
+    try:
+        for text in texts:
+            text.encode(_STORABLE)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
                       sid: str, type_: str) -> str:
     """The handler's reply as JSON text (encoding it here is also the check
-    that it can be sent); a raise, a timeout or a reply JSON cannot carry
-    becomes a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
+    that it can be sent); a raise, a timeout or a reply JSON or UTF-8 cannot
+    carry becomes a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
     try:
         result = handler(*args)
         if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
             result = await (asyncio.wait_for(result, timeout) if timeout else result)
-        return protocol.encode_json(protocol.success(result))
+        text = protocol.encode_json(protocol.success(result))
     except asyncio.TimeoutError:
         log.error("[%s] %s: handler timed out", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {timeout}s")
     except Exception as error:
         log.exception("[%s] %s: handler raised", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
+    else:
+        if _storable(text):
+            return text
+        # neither a store nor a WebSocket text frame can carry it (sending it drops the socket)
+        log.error("[%s] %s: reply holds a lone surrogate", sid, type_)
+        reply = protocol.failure(protocol.HANDLER_ERROR, "Reply is not valid Unicode text (it holds a lone surrogate)")
     return protocol.encode_json(reply)
 
 
@@ -102,6 +125,8 @@ class ReplyMemory:
                    resent: bool = True) -> str:
         """The reply (JSON text) for this message, running ``run`` only if nobody did yet."""
         key = (principal, message_id)
+        if not _storable(message_id):  # no store could look it up or keep it: refused before it runs
+            return _BAD_ID
         waiting = self._running.get(key)
         if waiting is not None:  # an earlier copy is being looked up or run: its outcome is ours
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -151,6 +176,8 @@ class ReplyMemory:
         one that does not would see the handler run again, as without a store.
         """
         try:
+            if not _storable(*key, text):
+                raise ValueError("not valid Unicode text (a lone surrogate)")
             await self.store.remember(*key, text, time.time())
             await self.store.flushed()
         except Exception:
