@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from shotx.client import protocol
-from shotx.server import SqliteStore
+from shotx.server import RedisStore, SqliteStore
 from shotx.server.replies import STARTED, ReplyMemory
 
 SERVER = Path(__file__).with_name("crash_server.py")
@@ -161,3 +161,31 @@ async def test_at_most_once_does_not_run_a_handler_whose_start_cannot_be_recorde
     assert runs == []
     assert json.loads(reply)["meta"]["code"] == protocol.HANDLER_ERROR
     assert "m-1 could not be remembered durably (start marker" in caplog.text
+
+
+async def test_at_most_once_resend_to_another_process_while_the_first_still_runs(
+        redis_prefix, redis_url, start_server, raw_client, wait_until):
+    """Two servers on one Redis: the other process only sees the marker, so it answers 2005;
+    once the first run ends, every later copy gets its reply (the documented multi-process case)."""
+    release, runs = asyncio.Event(), []
+
+    def route(sx) -> None:
+        async def work(data, socket):
+            runs.append(data)
+            await release.wait()
+            return {"ran": data}
+        sx.on_message("work", work)
+
+    first = await start_server(route, store=RedisStore(redis_url, prefix=redis_prefix), at_most_once=True)
+    second = await start_server(route, store=RedisStore(redis_url, prefix=redis_prefix), at_most_once=True)
+    envelope = protocol.request("work", 1, "across-1")
+    on_first, on_second = await raw_client(first.url), await raw_client(second.url)
+    running = asyncio.ensure_future(on_first.call("message", envelope, timeout=5))
+    await wait_until(lambda: runs == [1])  # running on the first server, its marker in Redis
+    elsewhere = await on_second.call("message", resend_of(envelope), timeout=5)
+    assert elsewhere["meta"]["code"] == protocol.OUTCOME_UNKNOWN
+    release.set()
+    reply = await running
+    assert reply == {"meta": {"success": True}, "data": {"ran": 1}}
+    assert await on_second.call("message", resend_of(envelope), timeout=5) == reply
+    assert runs == [1]
