@@ -123,7 +123,11 @@ class ReplyMemory:
 
     async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[str]],
                    resent: bool = True) -> str:
-        """The reply (JSON text) for this message, running ``run`` only if nobody did yet."""
+        """The reply (JSON text) for this message, running ``run`` only if nobody did yet.
+
+        Returns once that reply is durable; with ``at_most_once``, a copy whose
+        first run left only its start mark gets an ``OUTCOME_UNKNOWN`` reply.
+        """
         key = (principal, message_id)
         if not _storable(message_id):  # no store could look it up or keep it: refused before it runs
             return _BAD_ID
@@ -156,8 +160,8 @@ class ReplyMemory:
         if resent or self.at_most_once:
             remembered = await self.store.recall(*key)
             if remembered == STARTED:
-                log.warning("message %s was started before a restart and never answered: "
-                            "not run again (at_most_once)", key[1])
+                log.warning("message %s was started but has no reply (a crash mid-run, or it runs on "
+                            "another process): not run again (at_most_once)", key[1])
                 return _MAYBE_RAN
             if remembered is not None:
                 self._cache(key, remembered)
