@@ -50,6 +50,9 @@ INVALID_FORMAT: Final = 2001
 INVALID_TYPE: Final = 2002
 UNKNOWN_TYPE: Final = 2003
 HANDLER_ERROR: Final = 2004
+# Ours, additive: with SxServer(at_most_once=True), a resend whose first copy
+# may have run before the server stopped, and was never answered; not run again.
+OUTCOME_UNKNOWN: Final = 2005
 
 _TEXTS: Final = {
     INVALID_FORMAT: "Invalid message format",

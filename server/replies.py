@@ -6,17 +6,34 @@ the store remembers and python-socketio sends (``packets.py``). :class:`ReplyMem
 makes resends idempotent: a handler runs once per ``(principal, message id)``.
 
 A client resends every message whose ack it did not see. If the first copy
-is still running, the resend waits for the same result; if it finished, the
-remembered reply comes back without running the handler: from a bounded
-in-process cache of recent replies, else from the store (where replies stay
-for the server's ``reply_window``).
+is still being looked up or running, the resend waits for the same result;
+if it finished, the remembered reply comes back without running the handler:
+from a bounded in-process cache of recent replies, else from the store (where
+replies stay for the server's ``reply_window``).
+
+Register before you await: the first copy enters the running map before its
+first store call, so a copy arriving while that call is out (a Redis round
+trip) waits for the first one's outcome instead of running the handler too,
+and copies are answered in the order they came.
+
+An ack leaves only once its reply is durable (``remember``, then
+``flushed``; SQLite's group commit lets concurrent acks share one commit).
+So an acknowledged message is never run again, even after a crash; what is
+left is the window between a handler's end and that commit: a server killed
+inside it sent no ack, and the resend runs the handler again. With
+``at_most_once`` that window closes the other way: a durable
+:data:`STARTED` marker is written before the handler runs, and a resend that
+finds only the marker (the first run may have happened, then a crash) is
+answered with ``OUTCOME_UNKNOWN`` (2005) instead of running again. Within
+one live process a resend of a still-running message still just waits.
 
 The store is asked only for messages flagged ``meta.resend`` (our client
 sets it on anything that may have gone out before: after a reconnect, a
-reload, or from another tab). A first send cannot be in the store, and the
-SELECT it would cost is a tenth of our layer's time per message; copies that
-race each other (two tabs flushing one outbox) meet in the running map or
-the cache.
+reload, or from another tab), and for every message in ``at_most_once``
+mode, which pays a durable write per message anyway. A first send cannot
+be in the store, and the SELECT it would cost is a tenth of our layer's
+time per message; copies that race each other (two tabs flushing one
+outbox) meet in the running map or the cache.
 """
 
 from __future__ import annotations
@@ -36,17 +53,34 @@ from .store import Store
 log = logging.getLogger("shotx.server")
 Reply = dict[str, Any]
 
+STARTED = "shotx:started"
+"""What ``at_most_once`` remembers before a handler runs. Not JSON, so no reply can be it."""
+_MAYBE_RAN = protocol.encode_json(protocol.failure(
+    protocol.OUTCOME_UNKNOWN, "Message may have been processed before the server stopped; not run again"))
+_NOT_STARTED = protocol.encode_json(protocol.failure(
+    protocol.HANDLER_ERROR, "Could not record the message's start durably; its handler did not run"))
+
+
+def _storable(*texts: str) -> bool:
+    """Whether a store can keep every text (``protocol.check_storable``)."""
+    try:
+        for text in texts:
+            protocol.check_storable(text)
+    except ValueError:
+        return False
+    return True
+
 
 async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
                       sid: str, type_: str) -> str:
     """The handler's reply as JSON text (encoding it here is also the check
-    that it can be sent); a raise, a timeout or a reply JSON cannot carry
-    becomes a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
+    that it can be sent); a raise, a timeout or a reply JSON or UTF-8 cannot
+    carry becomes a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
     try:
         result = handler(*args)
         if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
             result = await (asyncio.wait_for(result, timeout) if timeout else result)
-        return protocol.encode_json(protocol.success(result))
+        return protocol.encode_json(protocol.success(result))  # also refuses text no store can keep
     except asyncio.TimeoutError:
         log.error("[%s] %s: handler timed out", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {timeout}s")
@@ -57,11 +91,18 @@ async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeou
 
 
 class ReplyMemory:
-    def __init__(self, store: Store, cache_size: int = 50_000) -> None:
+    """Runs a handler once per ``(principal, message id)`` and answers every copy with its reply.
+
+    >>> from shotx.server import MemoryStore
+    >>> memory = ReplyMemory(MemoryStore(), at_most_once=True)  # then ``await memory.once(...)``
+    """
+
+    def __init__(self, store: Store, cache_size: int = 50_000, *, at_most_once: bool = False) -> None:
         self.store = store
         self.cache_size = cache_size
-        # key -> futures of copies waiting for the running one (usually none,
-        # so the common path creates no future at all)
+        self.at_most_once = at_most_once
+        # key -> futures of copies waiting for the one being looked up or run
+        # (usually none, so the common path creates no future at all)
         self._running: dict[tuple[str, str], list[asyncio.Future[str]]] = {}
         # JSON text, not dicts: tens of thousands of small dicts would make
         # every full garbage collection walk them.
@@ -69,38 +110,71 @@ class ReplyMemory:
 
     async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[str]],
                    resent: bool = True) -> str:
-        """The reply (JSON text) for this message, running ``run`` only if nobody did yet."""
-        key = (principal, message_id)
+        """The reply (JSON text) for this message, running ``run`` only if nobody did yet.
+
+        Returns once that reply is durable; with ``at_most_once``, a copy whose
+        first run left only its start mark gets an ``OUTCOME_UNKNOWN`` reply.
+        """
+        key = (principal, message_id)  # the id is storable text: protocol.check_request refused others
         waiting = self._running.get(key)
-        if waiting is not None:
+        if waiting is not None:  # an earlier copy is being looked up or run: its outcome is ours
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             waiting.append(future)
             return await future
         recent = self._recent.get(key)
         if recent is not None:
             return recent
-        if resent:
-            remembered = await self.store.recall(principal, message_id)
-            if remembered is not None:
-                return remembered
-        self._running[key] = waiting = []
+        self._running[key] = waiting = []  # before the first await: copies arriving now wait above
         try:
-            text = await run()
+            text = await self._answer(key, run, resent)
         except BaseException as error:
             for future in waiting:
-                future.set_exception(error)
-                future.exception()  # retrieved: its caller may be gone
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()  # retrieved: its caller may be gone
             raise
         finally:
             del self._running[key]
-        self._recent[key] = text
-        if len(self._recent) > self.cache_size:
-            self._recent.popitem(last=False)
-        try:
-            await self.store.remember(principal, message_id, text, time.time())
-        except Exception:  # the handler ran: its reply still goes out (without it the client resends anyway)
-            log.exception("reply to %s could not be remembered: a resend would run its handler again", message_id)
         for future in waiting:
             if not future.done():
                 future.set_result(text)
         return text
+
+    async def _answer(self, key: tuple[str, str], run: Callable[[], Awaitable[str]], resent: bool) -> str:
+        """The remembered reply, or ``run``'s once it is durable (the first copy only)."""
+        if resent or self.at_most_once:
+            remembered = await self.store.recall(*key)
+            if remembered == STARTED:
+                log.warning("message %s was started but has no reply (a crash mid-run, or it runs on "
+                            "another process): not run again (at_most_once)", key[1])
+                return _MAYBE_RAN
+            if remembered is not None:
+                self._cache(key, remembered)
+                return remembered
+        if self.at_most_once and not await self._keep(key, STARTED, "start marker; its handler is not run"):
+            return _NOT_STARTED
+        text = await run()
+        await self._keep(key, text, "reply; a resend would run its handler again")
+        self._cache(key, text)
+        return text
+
+    async def _keep(self, key: tuple[str, str], text: str, consequence: str) -> bool:
+        """Remember ``text`` for ``key`` and wait until it is durable; False (logged) if the store failed.
+
+        A reply goes out even then: the client that gets it never resends, and
+        one that does not would see the handler run again, as without a store.
+        """
+        try:
+            if not _storable(*key, text):
+                raise ValueError("not valid Unicode text (a lone surrogate)")
+            await self.store.remember(*key, text, time.time())
+            await self.store.flushed()
+        except Exception:
+            log.exception("%s could not be remembered durably (%s)", key[1], consequence)
+            return False
+        return True
+
+    def _cache(self, key: tuple[str, str], text: str) -> None:
+        self._recent[key] = text
+        if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)

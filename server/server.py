@@ -86,7 +86,7 @@ class SxServer:
                  store: Store | str | Path = "shotx.sqlite3",
                  retention_max_messages: int = 10_000, retention_max_age: float | None = 86_400.0,
                  retention_interval: float = 60.0, reply_window: float = 86_400.0,
-                 handler_timeout: float | None = None,
+                 handler_timeout: float | None = None, at_most_once: bool = False,
                  principal: Callable[[Any, SxSocket], str] | None = None,
                  client_manager: Any = None, **socketio_options: Any) -> None:
         if not isinstance(app, web.Application):
@@ -104,7 +104,9 @@ class SxServer:
         self.reply_window = reply_window
         self.handler_timeout = handler_timeout
         self.principal = principal or (lambda auth, socket: json.dumps(auth, sort_keys=True, default=str))
-        self.replies = ReplyMemory(self.store)
+        # at_most_once: a resend whose first run may have preceded a crash gets
+        # OUTCOME_UNKNOWN (2005) instead of a second run (replies.py)
+        self.replies = ReplyMemory(self.store, at_most_once=at_most_once)
         self.message_handlers: dict[str, tuple[Handler, bool]] = {}
         self.auth_handler: AuthHandler = lambda token, socket: {}
         self.sockets: dict[str, SxSocket] = {}
