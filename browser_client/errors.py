@@ -5,7 +5,7 @@ decided to refuse::
 
     SxError(code, message)
     ├── AuthError        AUTH_NULL, AUTH_FAIL, AUTH_ERROR: the server refused the token
-    ├── MessageError     2001-2004: the server answered a send with an error
+    ├── MessageError     2001-2005: the server answered a send with an error
     ├── SxTimeoutError   TIMEOUT: no answer in time (also a builtin TimeoutError)
     └── PayloadTooLarge  PAYLOAD_TOO_LARGE: refused before it was queued
 

@@ -14,11 +14,10 @@ Durability is Redis's: a write counts once Redis has acknowledged it, and
 survives a Redis restart as far as its persistence settings (AOF,
 ``appendfsync``) say. Remembered replies are written as the SQLite store
 writes them, in batches: ``remember`` keeps the reply here and a write of
-everything kept follows within ``REPLY_WRITE_DELAY`` (or at the next
-``flushed``), so an ack does not wait for a Redis round trip of its own,
-which cost a third of the round trips. Until then this process's ``recall``
-finds the reply; a resend to another process inside that window runs the
-handler again, as it would after a crash inside it.
+everything kept follows within ``REPLY_WRITE_DELAY``, or at once when
+``flushed`` is awaited, as the server does before an ack leaves
+(``replies.py``): the acks of one loop turn share one round trip. Until
+then this process's ``recall`` finds the reply.
 
 A room's epoch (its history's identity, see ``RoomBounds``) is a key of its
 own, set only if absent (``SET NX``) by the append script and by ``bounds``,

@@ -27,18 +27,13 @@ never delivered twice with different content: the failed entry was never
 broadcast, as the server broadcasts an entry only after ``flushed`` returns
 for it.
 
-Remembered replies are the one write nobody waits for: ``remember`` adds
-its row to the group and returns, so the ack leaves at once, and a
-group holding only replies waits up to ``REPLY_COMMIT_DELAY`` for
-company (any awaited write brings the commit forward). At ~1,000 acks a
-second from one client that is one commit per ~50 acks: with 5 ms it was ~5,
-and the commits cost that client 1.4x bare python-socketio's CPU per ack
-instead of 1.04x (bench/run.py --candidate, side by side). It changes no
-promise, only the width of a window that exists anyway: a crash before the
-commit loses the reply, and then the client either has the ack (it never
-resends) or it has not (it resends and the handler runs again), just as
-after a crash between a handler's end and its commit when the ack waits.
-Until the commit a resend still finds the reply among the pending rows.
+Remembered replies: ``remember`` adds its row to the group and returns; the
+server then awaits ``flushed()`` before the ack leaves (``replies.py``), so
+an acknowledged message is never run again after a crash, and the acks of
+one loop turn share one commit. A group holding only replies that nobody
+awaits waits up to ``REPLY_COMMIT_DELAY`` for company (any awaited write
+brings the commit forward). Until the commit a resend still finds the reply
+among the pending rows.
 
 An append is one INSERT: a room's head and retention floor follow from its
 log (the highest offset and the lowest one less one), and its delivered mark
@@ -86,7 +81,7 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (principal, id)) WITHOUT ROWID;
 """
 
-# Replies ride in a commit at most this late (seconds): nobody waits for them.
+# A group of replies nobody awaits commits at most this late (seconds).
 REPLY_COMMIT_DELAY = 0.05
 # How long open() waits for another process's lock on the file (seconds).
 LOCK_TIMEOUT = 2.0

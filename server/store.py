@@ -120,8 +120,9 @@ class Store(Protocol):
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
         """Keep the reply (as JSON text) a handler produced for ``(principal, message_id)``.
 
-        May return before the reply is durable (see ``sqlite_store.py`` for why
-        that loses no promise); ``recall`` must already find it.
+        May return before the reply is durable (it is once :meth:`flushed`
+        returns, which the server awaits before the ack leaves, so that
+        concurrent acks share a write); ``recall`` must already find it.
         """
 
     async def recall(self, principal: str, message_id: str) -> str | None:

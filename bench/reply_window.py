@@ -1,6 +1,6 @@
 """How long a killed server may leave a handled message unremembered (issue 8, defect 10).
 
-``.venv/bin/python tests/integration/measure_reply_window.py [SENDS]``
+``.venv/bin/python bench/reply_window.py [SENDS]``
 
 Not a test and not a benchmark: a quick, indicative measurement. One
 in-process server on a real SQLite file (in a temporary directory) with the
@@ -28,7 +28,7 @@ from aiohttp import web
 from shotx.client import protocol
 from shotx.server import SqliteStore, SxServer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from yielding_store import YieldingStore  # noqa: E402  (turns=0: a pass-through that can be timed)
 
 
