@@ -61,7 +61,8 @@ async def test_appends_are_read_at_once_and_durable_once_flushed(store):
     assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2"] and (entry.offset, entry2.offset) == (1, 2)
     await store.flushed(entry)  # this append's own outcome
     await store.flushed()
-    if isinstance(store := getattr(store, "inner", store), SqliteStore):  # committed: no write of the group is left open or pending
+    store = getattr(store, "inner", store)  # a YieldingStore's own
+    if isinstance(store, SqliteStore):  # committed: no write of the group is left open or pending
         assert not store.db.in_transaction and not store._pending
     await store.flushed()  # nothing pending: returns at once
 

@@ -140,4 +140,13 @@ def test_text_a_store_cannot_keep_is_refused_clearly():
     for good in ("", "ascii", "é ü 中 😀", "\U0010ffff"):  # any real character, a pair too
         assert protocol.encode_json(good) == f'"{good}"' and protocol.check_storable(good) == good
     assert protocol.check_room("é😀") == "é😀"
+    import json
+
+    assert protocol.encode_json(json.loads('"\\ud83d\\ude00"')) == '"😀"'  # an escaped pair is one character
+    for code in range(0xD800, 0xE000):  # every surrogate, alone in an escaped JSON string as a client sends it
+        try:
+            protocol.encode_json(json.loads(f'["\\u{code:04x}"]'))
+        except ValueError:
+            continue
+        raise AssertionError(f"encoded a lone \\u{code:04x}")
     assert protocol.check_request({"meta": {"type": "t", "id": "é"}, "data": "\ud800"})[0] == "t"  # data: later
