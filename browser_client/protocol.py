@@ -232,7 +232,7 @@ def check_type(type_: Any) -> str:
     """Return ``type_`` or raise ``TypeError``: a message type is a non-empty str."""
     if not isinstance(type_, str) or not type_:
         raise TypeError("Message type must be a non-empty string")
-    return type_
+    return check_storable(type_, "Message type")
 
 
 def check_room(room: Any) -> str:

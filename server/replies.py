@@ -87,7 +87,10 @@ async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeou
     except Exception as error:
         log.exception("[%s] %s: handler raised", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, str(error) or "Error processing message")
-    return protocol.encode_json(reply)
+    try:
+        return protocol.encode_json(reply)
+    except ValueError:  # the error's own text cannot be stored or sent (a lone surrogate)
+        return protocol.encode_json(protocol.failure(protocol.HANDLER_ERROR))
 
 
 class ReplyMemory:

@@ -150,3 +150,9 @@ def test_text_a_store_cannot_keep_is_refused_clearly():
             continue
         raise AssertionError(f"encoded a lone \\u{code:04x}")
     assert protocol.check_request({"meta": {"type": "t", "id": "é"}, "data": "\ud800"})[0] == "t"  # data: later
+
+
+def test_a_message_type_no_store_can_keep_is_refused_in_the_callers_hands():
+    import pytest
+    with pytest.raises(ValueError, match="lone UTF-16 surrogate"):
+        protocol.check_type("t\ud800")

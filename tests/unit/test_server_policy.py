@@ -132,3 +132,13 @@ def test_reply_memory_still_replies_when_the_store_cannot_remember(caplog):
     reply = asyncio.run(ReplyMemory(UnreachableStore()).once("p", "id-1", handler))
     assert json.loads(reply)["data"] == "ran"
     assert "id-1 could not be remembered" in caplog.text
+
+
+def test_a_handler_error_whose_text_cannot_be_sent_still_gets_a_2004_reply():
+    from shotx.server.replies import run_handler
+
+    def raises():
+        raise ValueError("bad \ud800 text")
+
+    reply = json.loads(asyncio.run(run_handler(raises, (), None, "sid", "t")))
+    assert reply == {"meta": {"success": False, "code": 2004, "error": "Error processing message"}, "data": None}
