@@ -6,11 +6,11 @@ browser under Pyodide (socket.io-client over the FFI, IndexedDB store).
 
 from .client import SxClient
 from .core import Backoff, Gap, Outbox, OutboxRecord, RoomBook, SeenIds
-from .errors import AuthError, ConnectError, MessageError, PayloadTooLarge, SxError, SxTimeoutError
+from .errors import AuthError, ConnectError, JoinRefused, MessageError, PayloadTooLarge, SxError, SxTimeoutError
 from .store import ClientStore, MemoryStore, StoredState
 
 __all__ = [
-    "AuthError", "Backoff", "ClientStore", "ConnectError", "Gap", "MemoryStore", "MessageError", "Outbox",
+    "AuthError", "Backoff", "ClientStore", "ConnectError", "Gap", "JoinRefused", "MemoryStore", "MessageError", "Outbox",
     "OutboxRecord", "PayloadTooLarge", "RoomBook", "SeenIds", "StoredState", "SxClient", "SxError",
     "SxTimeoutError",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import protocol
 from .core import Backoff, Outbox, RoomBook, SeenIds
-from .errors import AuthError, ConnectError, SxError, SxTimeoutError
+from .errors import AuthError, ConnectError, JoinRefused, MessageError, SxError, SxTimeoutError
 from .inbox import GapHandler, Handler, Inbox
 from .sender import Sender, reply_data
 from .store import ClientStore, MemoryStore
@@ -281,7 +281,9 @@ class SxClient:
         dropped messages we never saw, or the server's log is another history)
         also reaches the :meth:`on_gap` handlers. A join the server fails
         raises :class:`MessageError` here; the room stays joined and the
-        client tries again with backoff (``leave`` stops it).
+        client tries again with backoff (``leave`` stops it). A join the
+        server refuses (its ``authorize_join``) raises :class:`JoinRefused`
+        and the room is forgotten: it is not rejoined after reconnects.
         """
         protocol.check_room(room)
         await self.restore()
@@ -309,6 +311,9 @@ class SxClient:
         lost = self._lost
         try:
             answer = await self._join_once(room, wait_handled)
+        except JoinRefused as refused:
+            await self._forget_refused(room)
+            return _settle(self._joins.pop(room, None), refused)
         except SxError as error:
             log.warning("join %s failed: %s", room, error)
             _settle(self._joins.pop(room, None), error)
@@ -333,6 +338,8 @@ class SxClient:
                 await self._join_once(room, wait_handled=False)
                 log.info("join %s: joined on retry", room)
                 return
+            except JoinRefused:
+                return await self._forget_refused(room)
             except SxError as error:
                 log.warning("join %s failed again: %s", room, error)
 
@@ -343,7 +350,12 @@ class SxClient:
         # the answer before the replay that follows it is judged against it.
         request = protocol.request(protocol.JOIN, self.rooms.join_request(room))
         await self.transport.emit(protocol.MESSAGE_EVENT, request, lambda reply: self.inbox.put_answer(room, reply, adopted))
-        answer = reply_data(await _bounded(adopted, timeout, protocol.JOIN))
+        try:
+            answer = reply_data(await _bounded(adopted, timeout, protocol.JOIN))
+        except MessageError as error:
+            if error.code == protocol.JOIN_REFUSED:
+                raise JoinRefused(error.code, error.message, error.reply) from None
+            raise
         self.join_answers[room] = answer
         until = answer.get("until") if isinstance(answer, dict) else None
         if wait_handled and isinstance(until, int) and answer.get("replayed"):
@@ -354,6 +366,12 @@ class SxClient:
             except asyncio.TimeoutError:
                 raise SxTimeoutError(protocol.JOIN, timeout) from None
         return answer
+
+    async def _forget_refused(self, room: str) -> None:
+        """A refused room is not rejoined: the refusal is the server's final word."""
+        log.warning("join %s refused by the server: the room is forgotten and not rejoined", room)
+        self.rooms.leave(room)
+        await self.store.remove_room(room)
 
     def on_gap(self, handler: GapHandler | None = None) -> Any:
         """Call ``handler(gap)`` (sync or async) when a join finds room messages this

@@ -5,7 +5,8 @@ decided to refuse::
 
     SxError(code, message)
     ├── AuthError        AUTH_NULL, AUTH_FAIL, AUTH_ERROR: the server refused the token
-    ├── MessageError     2001-2005: the server answered a send with an error
+    ├── MessageError     2001-2006: the server answered a send with an error
+    │   └── JoinRefused  2006: the server refused a room (final: not rejoined)
     ├── SxTimeoutError   TIMEOUT: no answer in time (also a builtin TimeoutError)
     └── PayloadTooLarge  PAYLOAD_TOO_LARGE: refused before it was queued
 
@@ -51,6 +52,14 @@ class MessageError(SxError):
     def __init__(self, code: int, message: str, reply: Any = None) -> None:
         super().__init__(code, message)
         self.reply = reply
+
+
+class JoinRefused(MessageError):
+    """The server refused to let this client into a room (``authorize_join``).
+
+    Final: the client forgets the room and does not ask again after a
+    reconnect; join it again when whatever refused it changed.
+    """
 
 
 class SxTimeoutError(SxError, TimeoutError):

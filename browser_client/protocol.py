@@ -53,11 +53,15 @@ HANDLER_ERROR: Final = 2004
 # Ours, additive: with SxServer(at_most_once=True), a resend whose first copy
 # may have run before the server stopped, and was never answered; not run again.
 OUTCOME_UNKNOWN: Final = 2005
+# Ours, additive: the server's authorize_join refused the room (or the socket is
+# not authenticated). Final: our client does not rejoin a refused room.
+JOIN_REFUSED: Final = 2006
 
 _TEXTS: Final = {
     INVALID_FORMAT: "Invalid message format",
     INVALID_TYPE: "Invalid message type",
     HANDLER_ERROR: "Error processing message",
+    JOIN_REFUSED: "Join refused",
 }
 
 
@@ -235,13 +239,29 @@ def check_type(type_: Any) -> str:
     return check_storable(type_, "Message type")
 
 
+MAX_ROOM_LENGTH: Final = 256
+
+
 def check_room(room: Any) -> str:
     """Return ``room`` or raise ``ValueError`` with a text fit for an ack.
 
-    A room is a non-empty string of storable text (:func:`check_storable`).
+    A room is a string of 1 to 256 characters of storable text
+    (:func:`check_storable`) with no control characters (they would end up
+    in logs and keys as they are).
+
+    >>> check_room("user-42")
+    'user-42'
+    >>> check_room("a\nb")
+    Traceback (most recent call last):
+    ValueError: Invalid room: control character U+000A at character 2
     """
     if not isinstance(room, str) or not room:
         raise ValueError("Invalid room: must be a non-empty string")
+    if len(room) > MAX_ROOM_LENGTH:
+        raise ValueError(f"Invalid room: {len(room)} characters, at most {MAX_ROOM_LENGTH}")
+    for index, char in enumerate(room):
+        if char < " " or "\x7f" <= char <= "\x9f":
+            raise ValueError(f"Invalid room: control character U+{ord(char):04X} at character {index + 1}")
     try:
         return check_storable(room, "Room")
     except ValueError as error:

@@ -5,12 +5,13 @@ CPython; the browser only imports ``shotx.client``.
 """
 
 from .memory_store import MemoryStore
+from .replies import Refusal
 from .server import RoomSender, SxServer
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
 from .store import LogEntry, RoomBounds, Store
 
-__all__ = ["LogEntry", "MemoryStore", "RedisStore", "RoomBounds", "RoomSender", "SqliteStore", "Store", "SxServer",
+__all__ = ["LogEntry", "MemoryStore", "RedisStore", "Refusal", "RoomBounds", "RoomSender", "SqliteStore", "Store", "SxServer",
            "SxSocket"]
 
 

@@ -28,9 +28,11 @@ DEMO_ROOM = "user-room"
 SX = web.AppKey("sx", SxServer)
 
 
-def build_app(store: Any, web_dir: Path | None, interval: float) -> web.Application:
+def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False) -> web.Application:
     app = web.Application()
     sx = SxServer(app, store=store)
+    if private_rooms:
+        sx.authorize_join(own_user_rooms_only)
 
     @sx.auth
     async def check(token: str, socket: SxSocket) -> dict[str, Any] | None:
@@ -77,6 +79,15 @@ def build_app(store: Any, web_dir: Path | None, interval: float) -> web.Applicat
     return app
 
 
+def own_user_rooms_only(room: str, socket: SxSocket, since: int | None) -> bool:
+    """The example policy of ``--private-rooms``: a room ``user-<id>`` is only for
+    the user whose ``user_id`` is ``<id>`` (token ``user-42`` is user ``user-42``,
+    so its room is ``user-user-42``); the demo room and every other room stay open."""
+    if room == DEMO_ROOM or not room.startswith("user-"):
+        return True
+    return room == f"user-{socket.auth.get('user_id')}"
+
+
 def _publisher(sx: SxServer, interval: float) -> Any:
     async def run(app: web.Application) -> Any:
         async def loop() -> None:
@@ -111,12 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="shotx", help="key prefix in Redis (with a redis:// store)")
     parser.add_argument("--web", type=Path, default=Path("web/dist"), help="built web bundle to serve")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between demo notifications (0: off)")
+    parser.add_argument("--private-rooms", action="store_true",
+                        help="refuse a room user-<id> to everyone but user <id> (the demo room stays open)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval)
+    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
     web.run_app(app, sock=sock, print=None, handle_signals=True)
 

@@ -71,6 +71,21 @@ def _storable(*texts: str) -> bool:
     return True
 
 
+class Refusal(Exception):
+    """Raise it from a handler to answer with ``code`` and ``text`` instead of a 2004.
+
+    For expected refusals (a bad room name, a refused join): logged as one
+    line at INFO, not as a traceback, so that a client cannot flood the log.
+
+    >>> Refusal(2006, "Join refused").code
+    2006
+    """
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
 async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
                       sid: str, type_: str) -> str:
     """The handler's reply as JSON text (encoding it here is also the check
@@ -81,6 +96,9 @@ async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeou
         if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
             result = await (asyncio.wait_for(result, timeout) if timeout else result)
         return protocol.encode_json(protocol.success(result))  # also refuses text no store can keep
+    except Refusal as refusal:
+        log.info("[%s] %s refused: %s", sid, type_, refusal.text)
+        reply = protocol.failure(refusal.code, refusal.text)
     except asyncio.TimeoutError:
         log.error("[%s] %s: handler timed out", sid, type_)
         reply = protocol.failure(protocol.HANDLER_ERROR, f"Handler timed out after {timeout}s")

@@ -26,7 +26,7 @@ from shotx.client import protocol
 from .engineio_sockets import close_every_socket_now
 from .memory_store import MemoryStore
 from .packets import JsonText, RoomMessageSender, SxPacket
-from .replies import Reply, ReplyMemory, run_handler
+from .replies import Refusal, Reply, ReplyMemory, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
@@ -38,6 +38,7 @@ log = logging.getLogger("shotx.server")
 
 Handler = Callable[..., Any]
 AuthHandler = Callable[[str, SxSocket], Any]
+JoinAuthorizer = Callable[[str, SxSocket, "int | None"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
 
@@ -109,6 +110,7 @@ class SxServer:
         self.replies = ReplyMemory(self.store, at_most_once=at_most_once)
         self.message_handlers: dict[str, tuple[Handler, bool]] = {}
         self.auth_handler: AuthHandler = lambda token, socket: {}
+        self.join_authorizer: JoinAuthorizer | None = None
         self.sockets: dict[str, SxSocket] = {}
         self.room_locks = RoomLocks()
         self.delivery_order = DeliveryOrder()
@@ -147,6 +149,32 @@ class SxServer:
         """Decorator form of :meth:`set_auth_handler`."""
         self.set_auth_handler(handler)
         return handler
+
+    def authorize_join(self, authorizer: JoinAuthorizer | None = None) -> Any:
+        """Decide who may join which room: ``authorizer(room, socket, since)``, sync or async.
+
+        A truthy result (JavaScript's truthiness, as for auth) lets the join
+        go on; a falsy one refuses it with ``JOIN_REFUSED`` (2006): nothing
+        joined, nothing replayed, and our client does not ask again. An
+        authorizer that raises answers 2004 (the client retries). Without
+        one, every authenticated socket may join every room. With a callable
+        it registers it and returns self; without, it returns a decorator.
+
+        >>> app = web.Application()
+        >>> sx = SxServer(app, store="memory")
+        >>> @sx.authorize_join
+        ... def own_rooms_only(room, socket, since):
+        ...     return not room.startswith("user-") or room == f"user-{socket.auth.get('user_id')}"
+        """
+        if authorizer is None:
+            def decorate(fn: JoinAuthorizer) -> JoinAuthorizer:
+                self.authorize_join(fn)
+                return fn
+            return decorate
+        if not callable(authorizer):
+            raise TypeError("authorize_join needs a function (room, socket, since)")
+        self.join_authorizer = authorizer
+        return self
 
     def on_message(self, type_: str, handler: Handler | None = None) -> Any:
         """Route messages of ``type_`` to ``handler(data, socket[, meta])``.
@@ -282,11 +310,8 @@ class SxServer:
         can overtake it. The socket enters the room only once its replay is
         read: a join that fails leaves no member behind that the replay skipped.
         """
-        if not isinstance(data, dict):
-            raise ValueError("Invalid join: data must be an object with a room")
-        room = protocol.check_room(data.get("room"))
-        since = protocol.check_offset(data.get("since"))
-        epoch = protocol.check_epoch(data.get("epoch"))
+        room, since, epoch = _join_request(data)
+        await self._authorize(room, socket, since)
         release = await self.room_locks.acquire(room)
         entered = False
         try:
@@ -312,6 +337,12 @@ class SxServer:
                  epoch, len(replay), plan.missed, plan.reset)
         return plan.answer(len(replay), replay[-1].offset if replay else None)
 
+    async def _authorize(self, room: str, socket: SxSocket, since: int | None) -> None:
+        if self.join_authorizer is None:
+            return
+        if is_refusal(await _call(self.join_authorizer, room, socket, since)):
+            raise Refusal(protocol.JOIN_REFUSED, f"Join refused: {room}")
+
     async def _read_replay(self, room: str, after: int) -> list[LogEntry]:
         entries: list[LogEntry] = []
         while True:
@@ -332,8 +363,8 @@ class SxServer:
 
     async def _leave(self, data: Any, socket: SxSocket) -> dict[str, Any]:
         if not isinstance(data, dict):
-            raise ValueError("Invalid leave: data must be an object with a room")
-        room = protocol.check_room(data.get("room"))
+            raise Refusal(protocol.HANDLER_ERROR, "Invalid leave: data must be an object with a room")
+        room = _checked(protocol.check_room, data.get("room"))
         await self.sio.leave_room(socket.sid, room)
         log.info("[%s] left %s", socket.sid, room)
         return {"room": room}
@@ -398,7 +429,8 @@ class SxServer:
         if isinstance(checked, dict):
             return checked
         if socket is None:
-            return protocol.failure(protocol.HANDLER_ERROR, "Not authenticated")
+            code = protocol.JOIN_REFUSED if checked[0] == protocol.JOIN else protocol.HANDLER_ERROR
+            return protocol.failure(code, "Not authenticated")
         type_, data, meta = checked
         found = self.message_handlers.get(type_)
         if found is None:
@@ -413,3 +445,19 @@ class SxServer:
             text = await self.replies.once(socket.principal or "", message_id, run, resent=bool(meta.get("resend")))
         # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value
         return JsonText(text) if self._replies_as_text else json.loads(text)
+
+
+def _checked(check: Callable[[Any], Any], value: Any) -> Any:
+    """A built-in's argument check: bad input is an expected refusal (one log line), not a crash."""
+    try:
+        return check(value)
+    except ValueError as error:
+        raise Refusal(protocol.HANDLER_ERROR, str(error)) from None
+
+
+def _join_request(data: Any) -> tuple[str, int | None, str | None]:
+    """``sx_join``'s room, since and epoch, or a :class:`Refusal` that says what is wrong."""
+    if not isinstance(data, dict):
+        raise Refusal(protocol.HANDLER_ERROR, "Invalid join: data must be an object with a room")
+    return (_checked(protocol.check_room, data.get("room")), _checked(protocol.check_offset, data.get("since")),
+            _checked(protocol.check_epoch, data.get("epoch")))

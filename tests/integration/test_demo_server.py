@@ -1,6 +1,7 @@
 """The demo server's HTTP helpers (used by the browser tests and by hand)."""
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from shotx.server.__main__ import SX, build_app
@@ -26,4 +27,26 @@ async def test_http_publish_stores_and_refuses_bad_input_clearly(tmp_path):
                 assert await response.json() == []
         assert (await app[SX].store.bounds("r")).head == 1  # nothing bad was logged
     finally:
+        await runner.cleanup()
+
+
+async def test_private_rooms_keep_user_rooms_to_their_user_and_the_rest_open(tmp_path):
+    from shotx.client import JoinRefused, SxClient
+
+    app = build_app("memory", None, 0, private_rooms=True)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = SxClient(url)
+    try:
+        await client.connect("user-42")
+        assert (await client.join("user-user-42"))["room"] == "user-user-42"
+        assert (await client.join("user-room"))["room"] == "user-room"  # the demo room stays open
+        assert (await client.join("lobby"))["room"] == "lobby"
+        with pytest.raises(JoinRefused):
+            await client.join("user-user123")  # token "valid"'s room
+    finally:
+        await client.close()
         await runner.cleanup()
