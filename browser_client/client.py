@@ -12,8 +12,10 @@ python-socketio and memory or SQLite.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ from .transport import Transport
 
 IN_BROWSER = sys.platform == "emscripten"
 log = logging.getLogger("shotx.client")
+#: A token, or a function (sync or async) that returns the token to use now.
+TokenSource = Any
+TOKEN_TIMEOUT = 10.0  # seconds a token function may take before the attempt counts as failed
 
 
 def default_transport() -> Transport:
@@ -101,7 +106,8 @@ class SxClient:
         self.join_answers: dict[str, Any] = {}
         self.state = "disconnected"
         self._loaded = False
-        self._token: str | None = None
+        self._token: TokenSource = None
+        self._auth_error_handlers: list[Callable[[AuthError], Any]] = []
         self._joins: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -139,12 +145,22 @@ class SxClient:
 
     # ---- connection ----------------------------------------------------------------
 
-    async def connect(self, token: str | None = None, timeout: float | None = None) -> Any:
+    async def connect(self, token: TokenSource = None, timeout: float | None = None) -> Any:
         """Connect and authenticate; returns the server's auth data.
 
+        ``token`` is a token, or a function (sync or async) the client calls
+        before every connection attempt, so that a token that expired while
+        offline (or across a reload) is replaced on reconnect:
+        ``await client.connect(lambda: auth.current_token())``.
+
         Raises :class:`AuthError` at once when the server refuses the token.
-        Network failures are retried with backoff (``timeout`` bounds the
-        wait; the retries go on in the background, as in Shotx).
+        A refusal on a later reconnect stops the retries too: ``state``
+        reads ``error: AUTH_FAIL`` (or the other code), the
+        :meth:`on_auth_error` handlers hear of it, and the outbox stays for
+        the next successful ``connect``. Network failures (and a token
+        function that raises, or takes over 10 s) are retried with backoff
+        (``timeout`` bounds the wait; the retries go on in the background,
+        as in Shotx).
         """
         if self.is_connected:
             return self.auth_data
@@ -155,6 +171,45 @@ class SxClient:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.ensure_future(self._connection_loop())
         return await _bounded(self._first, self.timeout if timeout is None else timeout, "connect")
+
+    def on_auth_error(self, handler: Callable[[AuthError], Any] | None = None) -> Any:
+        """Call ``handler(error)`` (sync or async) when the server refuses the token,
+        on the first connect or on a reconnect. Usable as a call (returns self) or a decorator."""
+        if handler is None:
+            def decorate(fn: Callable[[AuthError], Any]) -> Callable[[AuthError], Any]:
+                self.on_auth_error(fn)
+                return fn
+            return decorate
+        if not callable(handler):
+            raise TypeError("on_auth_error needs a function")
+        self._auth_error_handlers.append(handler)
+        return self
+
+    async def _token_now(self) -> Any:
+        """The token for this attempt: the function's answer when it is one."""
+        source = self._token
+        if not callable(source):
+            return source
+        try:
+            value = source()
+            return await asyncio.wait_for(value, TOKEN_TIMEOUT) if inspect.isawaitable(value) else value
+        except asyncio.TimeoutError:
+            raise ConnectError(f"the token function took over {TOKEN_TIMEOUT:g}s") from None
+        except Exception as error:
+            log.warning("the token function raised: %r", error)
+            raise ConnectError(f"the token function raised: {error!r}") from error
+
+    async def _refused(self, error: AuthError) -> None:
+        self.state = f"error: {error.code}"
+        log.warning("connection refused: %s (not retried; queued messages stay)", error.code)
+        _settle(self._first, error)
+        for handler in self._auth_error_handlers:
+            try:
+                result = handler(error)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("auth error handler raised")
 
     async def disconnect(self) -> None:
         """Close the connection; queued messages stay in the store for later."""
@@ -178,9 +233,7 @@ class SxClient:
                 self.state = "connecting"
                 auth = await self._open_connection()
             except AuthError as error:
-                self.state = f"error: {error.code}"
-                log.warning("connection refused: %s", error.code)
-                return _settle(self._first, error)
+                return await self._refused(error)
             except Exception as error:  # network trouble, or a bug: never stop retrying silently
                 if not isinstance(error, (ConnectError, OSError, asyncio.TimeoutError)):
                     log.exception("connection attempt failed")
@@ -216,7 +269,7 @@ class SxClient:
                     self.state = "connecting"
                 lost.set()
 
-        await self.transport.connect(self.url, self.path, {"token": self._token}, on_event)
+        await self.transport.connect(self.url, self.path, {"token": await self._token_now()}, on_event)
         self.auth_data = await asyncio.wait_for(authed, 10)
         self.state = "connected"
         log.info("connected to %s", self.url)
