@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import logging
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ class SxClient:
         #: the last join answer per room, from join() or an automatic rejoin
         self.join_answers: dict[str, Any] = {}
         self.state = "disconnected"
+        #: this client's id, kept in its store: the server matches resends by it
+        self.client_id: str | None = None
         self._loaded = False
         self._token: TokenSource = None
         self._auth_error_handlers: list[Callable[[AuthError], Any]] = []
@@ -140,6 +143,10 @@ class SxClient:
             return
         self._loaded = True
         state = await self.store.load()
+        self.client_id = state.client_id
+        if self.client_id is None:  # a new store: this client instance's id from now on
+            self.client_id = uuid.uuid4().hex
+            await self.store.save_client_id(self.client_id)
         self.sender.load(state.outbox)
         self.inbox.rooms = RoomBook(dict(state.rooms), SeenIds(state.seen), dict(state.epochs))
 
@@ -269,7 +276,8 @@ class SxClient:
                     self.state = "connecting"
                 lost.set()
 
-        await self.transport.connect(self.url, self.path, {"token": await self._token_now()}, on_event)
+        handshake = {"token": await self._token_now(), "client": self.client_id}
+        await self.transport.connect(self.url, self.path, handshake, on_event)
         self.auth_data = await asyncio.wait_for(authed, 10)
         self.state = "connected"
         log.info("connected to %s", self.url)

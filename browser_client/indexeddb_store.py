@@ -7,6 +7,10 @@ Object stores (database ``shotx`` by default, version 1):
   and the room history (epoch) it counts in;
 * ``seen``    ``{n, id}``: recently handled message ids, trimmed to a bound.
 
+The client's id lives in ``rooms`` under a key no room can have (room names
+hold no control characters): a store of its own would need a version
+upgrade, which an open tab of an older page blocks.
+
 IndexedDB commits a transaction as soon as control returns to the event loop,
 and Pyodide resumes a coroutine in a later task, so every operation here
 issues all of its requests synchronously and then awaits the transaction's
@@ -28,6 +32,8 @@ import js  # type: ignore[import-not-found]
 from .core import OutboxRecord
 from .js_transport import to_js_value, to_py_value
 from .store import MemoryStore, StoredState
+
+CLIENT_ID_KEY = "\x00client-id"  # in ``rooms``; see the module docstring
 
 log = logging.getLogger("shotx.client")
 
@@ -70,26 +76,35 @@ class IndexedDBStore:
         self._fallback: MemoryStore | None = None
         self._next_seen = 1
 
-    async def load(self) -> StoredState:
-        if self._fallback is not None:
-            return await self._fallback.load()
-        if self._db is None:
+    async def _opened(self) -> MemoryStore | None:
+        """Open the database on first use; the memory fallback if it cannot be opened."""
+        if self._db is None and self._fallback is None:
             try:
                 self._db = await _OPEN(self.name)
             except Exception as error:  # JsException: private mode, quota, blocked
                 log.warning("IndexedDB unavailable (%s): queued messages live in memory only", error)
                 self._fallback = MemoryStore()
-                return await self._fallback.load()
+                return self._fallback
+            keys, = await self._run(["seen"], "readonly", lambda tx: [tx.objectStore("seen").getAllKeys()])
+            self._next_seen = max(to_py_value(keys), default=0) + 1  # a write before load() must not reuse one
+        return self._fallback
+
+    async def load(self) -> StoredState:
+        if (fallback := await self._opened()) is not None:
+            return await fallback.load()
         outbox, rooms, seen = await self._run(["outbox", "rooms", "seen"], "readonly", lambda tx: [
             tx.objectStore("outbox").getAll(), tx.objectStore("rooms").getAll(), tx.objectStore("seen").getAll()])
         records = [OutboxRecord.from_dict(json.loads(r["json"])) for r in to_py_value(outbox)]
         records.sort(key=lambda record: (record.seq, record.id))
         seen_rows = to_py_value(seen)
         self._next_seen = max((row["n"] for row in seen_rows), default=0) + 1
-        room_rows = to_py_value(rooms)
+        all_rows = to_py_value(rooms)
+        client = next((r.get("client_id") for r in all_rows if r["room"] == CLIENT_ID_KEY), None)
+        room_rows = [r for r in all_rows if r["room"] != CLIENT_ID_KEY]
         return StoredState(records, {r["room"]: r.get("offset") for r in room_rows},
                            [row["id"] for row in sorted(seen_rows, key=lambda row: row["n"])],
-                           {r["room"]: r["epoch"] for r in room_rows if isinstance(r.get("epoch"), str)})
+                           {r["room"]: r["epoch"] for r in room_rows if isinstance(r.get("epoch"), str)},
+                           client if isinstance(client, str) else None)
 
     async def _run(self, names: list[str], mode: str, issue: Any) -> list[Any]:
         """Issue every request of one transaction, then await its completion once."""
@@ -99,14 +114,14 @@ class IndexedDBStore:
         return [request.result for request in requests]
 
     async def add_outbox(self, record: OutboxRecord) -> None:
-        if self._fallback is not None:
-            return await self._fallback.add_outbox(record)
+        if (fallback := await self._opened()) is not None:
+            return await fallback.add_outbox(record)
         row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
         await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
 
     async def remove_outbox(self, record_ids: Collection[str]) -> None:
-        if self._fallback is not None:
-            return await self._fallback.remove_outbox(record_ids)
+        if (fallback := await self._opened()) is not None:
+            return await fallback.remove_outbox(record_ids)
 
         def issue(tx: Any) -> list[Any]:
             outbox = tx.objectStore("outbox")
@@ -115,19 +130,25 @@ class IndexedDBStore:
         await self._run(["outbox"], "readwrite", issue)
 
     async def save_room(self, room: str, offset: int | None, epoch: str | None = None) -> None:
-        if self._fallback is not None:
-            return await self._fallback.save_room(room, offset, epoch)
+        if (fallback := await self._opened()) is not None:
+            return await fallback.save_room(room, offset, epoch)
         row = to_js_value({"room": room, "offset": offset, "epoch": epoch})
         await self._run(["rooms"], "readwrite", lambda tx: [tx.objectStore("rooms").put(row)])
 
     async def remove_room(self, room: str) -> None:
-        if self._fallback is not None:
-            return await self._fallback.remove_room(room)
+        if (fallback := await self._opened()) is not None:
+            return await fallback.remove_room(room)
         await self._run(["rooms"], "readwrite", lambda tx: [tx.objectStore("rooms").delete(room)])
 
+    async def save_client_id(self, client_id: str) -> None:
+        if (fallback := await self._opened()) is not None:
+            return await fallback.save_client_id(client_id)
+        row = to_js_value({"room": CLIENT_ID_KEY, "client_id": client_id})
+        await self._run(["rooms"], "readwrite", lambda tx: [tx.objectStore("rooms").put(row)])
+
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
-        if self._fallback is not None:
-            return await self._fallback.mark_handled(room, offset, message_id)
+        if (fallback := await self._opened()) is not None:
+            return await fallback.mark_handled(room, offset, message_id)
         n, self._next_seen = self._next_seen, self._next_seen + 1
         seen_row = to_js_value({"n": n, "id": message_id})
         too_old = js.IDBKeyRange.upperBound(n - self.seen_limit)

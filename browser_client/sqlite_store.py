@@ -20,6 +20,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, offset INTEGER, epoch TEXT);
 CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -49,8 +50,10 @@ class SqliteStore:
                   for (raw,) in self.db.execute("SELECT record FROM outbox ORDER BY seq")]
         rows = self.db.execute("SELECT room, offset, epoch FROM rooms").fetchall()
         seen = [mid for (mid,) in self.db.execute("SELECT id FROM seen ORDER BY n")]
+        client = self.db.execute("SELECT value FROM meta WHERE key = 'client_id'").fetchone()
         return StoredState(outbox, {room: offset for room, offset, _ in rows}, seen,
-                           {room: epoch for room, _, epoch in rows if epoch is not None})
+                           {room: epoch for room, _, epoch in rows if epoch is not None},
+                           None if client is None else str(client[0]))
 
     async def add_outbox(self, record: OutboxRecord) -> None:
         self.db.execute("INSERT OR REPLACE INTO outbox (id, seq, record) VALUES (?, ?, ?)",
@@ -66,6 +69,9 @@ class SqliteStore:
 
     async def remove_room(self, room: str) -> None:
         self.db.execute("DELETE FROM rooms WHERE room = ?", (room,))
+
+    async def save_client_id(self, client_id: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('client_id', ?)", (client_id,))
 
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
         with self.db:  # one transaction: the offset never moves without the id

@@ -28,6 +28,7 @@ class StoredState:
     rooms: dict[str, int | None] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     epochs: dict[str, str] = field(default_factory=dict)  # room -> epoch its offset counts in
+    client_id: str | None = None  # this client instance's id (the server keys resends by it)
 
 
 class ClientStore(Protocol):
@@ -45,6 +46,10 @@ class ClientStore(Protocol):
 
     async def remove_room(self, room: str) -> None:
         """Forget a room the client left."""
+
+    async def save_client_id(self, client_id: str) -> None:
+        """Keep the client's id with its outbox: the resends of those records are
+        matched on the server by it, so clients sharing the storage share it."""
 
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
         """Move a room's offset (its epoch stays) and remember the id, in one write."""
@@ -93,6 +98,9 @@ class MemoryStore:
     async def remove_room(self, room: str) -> None:
         self.state.rooms.pop(room, None)
         self.state.epochs.pop(room, None)
+
+    async def save_client_id(self, client_id: str) -> None:
+        self.state.client_id = client_id
 
     async def mark_handled(self, room: str, offset: int, message_id: str) -> None:
         if room in self.state.rooms:

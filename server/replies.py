@@ -71,6 +71,26 @@ def _storable(*texts: str) -> bool:
     return True
 
 
+def resend_key(principal: str, client: Any, sid: str) -> str:
+    """Whose message ids these are: the principal and the client instance.
+
+    The principal alone (by default the auth data) is shared by every client
+    whose auth data is the same (with the default auth handler, every
+    client), so one that sent another's message id first would get its reply
+    and the other's handler would never run. Our client sends a random id of
+    its own in the handshake (``client``, kept in its store with the outbox,
+    so resends after a reload or from another tab sharing that outbox still
+    match); a client that sends none (a Shotx JavaScript client, which never
+    resends) is keyed by its connection.
+
+    >>> resend_key("{}", "c7f3", "s1"), resend_key("{}", None, "s1")
+    ('{}\x1fc7f3', '{}\x1fsid:s1')
+    """
+    if isinstance(client, str) and 0 < len(client) <= 64 and client.isascii() and client.isprintable():
+        return f"{principal}\x1f{client}"
+    return f"{principal}\x1fsid:{sid}"
+
+
 class Refusal(Exception):
     """Raise it from a handler to answer with ``code`` and ``text`` instead of a 2004.
 

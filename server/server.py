@@ -26,7 +26,7 @@ from shotx.client import protocol
 from .engineio_sockets import close_every_socket_now
 from .memory_store import MemoryStore
 from .packets import JsonText, RoomMessageSender, SxPacket
-from .replies import Refusal, Reply, ReplyMemory, run_handler
+from .replies import Refusal, Reply, ReplyMemory, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
@@ -410,6 +410,7 @@ class SxServer:
         socket.auth = result
         try:
             socket.principal = self.principal(result, socket)
+            socket.resend_key = resend_key(socket.principal, socket.handshake.get("client"), sid)
         except Exception:  # a principal function that fails is an auth failure of ours
             log.exception("[%s] AUTH_ERROR: principal", sid)
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
@@ -442,7 +443,7 @@ class SxServer:
         if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
             text = await run()
         else:
-            text = await self.replies.once(socket.principal or "", message_id, run, resent=bool(meta.get("resend")))
+            text = await self.replies.once(socket.resend_key, message_id, run, resent=bool(meta.get("resend")))
         # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value
         return JsonText(text) if self._replies_as_text else json.loads(text)
 

@@ -21,6 +21,8 @@ class SxSocket:
     # Whose message ids these are, for idempotent resends; set once at connect
     # because the principal function (JSON of the auth data) costs a few µs a call.
     principal: str | None = None
+    # The key of its resends: the principal and its client instance (replies.resend_key).
+    resend_key: str = ""
 
     @property
     def id(self) -> str:

@@ -76,9 +76,11 @@ async def raw_client() -> Any:
     """A bare python-socketio client, to send what SxClient refuses to send."""
     made: list[socketio.AsyncClient] = []
 
-    async def connect(url: str, token: Any = "valid") -> socketio.AsyncClient:
+    async def connect(url: str, token: Any = "valid", client: str | None = "raw-test-client") -> socketio.AsyncClient:
+        """``client``: the instance id our client sends (resends are matched per principal and client)."""
         sio = socketio.AsyncClient(reconnection=False)
-        await sio.connect(url, auth={"token": token}, socketio_path="shotx", transports=["websocket"])
+        auth = {"token": token} if client is None else {"token": token, "client": client}
+        await sio.connect(url, auth=auth, socketio_path="shotx", transports=["websocket"])
         made.append(sio)
         return sio
 

@@ -56,6 +56,36 @@ async def test_idempotency_is_per_principal(start_server, raw_client):
     assert counts == {3: 2}
 
 
+async def test_clients_with_the_same_auth_data_never_share_a_reply(start_server, raw_client):
+    """Hole: replies were keyed by the principal (the auth data, ``{}`` by default), so a
+    client that sent another's message id first got its reply and the other's handler never ran."""
+    counts = {}
+    server = await start_server(lambda sx: counting(counts, sx))  # default auth: every client is {}
+    message = {"meta": {"type": "pay", "id": "0190b6c0-0000-7000-8000-000000000002", "resend": True},
+               "data": {"n": 4}}
+    first = await raw_client(server.url, "t", client="client-a")
+    other = await raw_client(server.url, "t", client="client-b")
+    shotx_js = await raw_client(server.url, "t", client=None)  # sends no client id: keyed by connection
+    assert (await other.call("message", message, timeout=5))["data"]["runs"] == 1
+    assert (await first.call("message", message, timeout=5))["data"]["runs"] == 2  # its own run
+    assert (await shotx_js.call("message", message, timeout=5))["data"]["runs"] == 3
+    again = await raw_client(server.url, "t", client="client-a")  # client-a after a reconnect
+    assert (await again.call("message", message, timeout=5))["data"]["runs"] == 2  # remembered for it
+    assert counts == {4: 3}
+
+
+async def test_a_client_keeps_its_id_in_its_store(tmp_path):
+    first = SxClient("http://127.0.0.1:9", store=tmp_path / "c.sqlite3")
+    await first.restore()
+    await first.close()
+    again = SxClient("http://127.0.0.1:9", store=tmp_path / "c.sqlite3")
+    await again.restore()
+    await again.close()
+    other = SxClient("http://127.0.0.1:9")
+    await other.restore()
+    assert first.client_id == again.client_id and len(first.client_id) == 32 and other.client_id != first.client_id
+
+
 async def test_client_reconnects_with_backoff_when_the_server_comes_back(start_server, make_client, wait_until):
     counts = {}
     server = await start_server(lambda sx: counting(counts, sx), store="memory")
