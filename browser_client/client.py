@@ -68,6 +68,32 @@ def _settle(future: asyncio.Future[Any] | None, outcome: Any) -> None:
         future.set_result(outcome)
 
 
+class _Lost(ConnectError):
+    """The connection ended while we waited for something only it could bring."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"connection lost while waiting for {what}")
+
+
+async def _before_lost(future: asyncio.Future[Any], lost: asyncio.Event, seconds: float, what: str) -> Any:
+    """Wait for ``future`` (not cancelling it), but no longer than the connection lives.
+
+    An ack or event a connection did not bring before it ended never comes
+    (transport.py), so waiting out a timeout on a dead connection only stalls
+    the next one.
+    """
+    ended = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({future, ended}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+    if future.done():
+        return future.result()
+    if lost.is_set():
+        raise _Lost(what)
+    raise SxTimeoutError(what, seconds)
+
+
 async def _bounded(future: asyncio.Future[Any], seconds: float, what: str) -> Any:
     """Wait for a shared future (0: forever) without cancelling it on timeout."""
     if not seconds:
@@ -278,11 +304,13 @@ class SxClient:
 
         handshake = {"token": await self._token_now(), "client": self.client_id}
         await self.transport.connect(self.url, self.path, handshake, on_event)
-        self.auth_data = await asyncio.wait_for(authed, 10)
+        self.auth_data = await _before_lost(authed, lost, 10, protocol.AUTH_SUCCESS_EVENT)
         self.state = "connected"
         log.info("connected to %s", self.url)
         for room in list(self.rooms.offsets):
             await self._join_now(room)
+        if lost.is_set():  # it ended while we rejoined: the next connection starts over
+            raise _Lost("the rejoins")
         self.sender.start(lost)
         return self.auth_data
 
@@ -375,6 +403,8 @@ class SxClient:
         except JoinRefused as refused:
             await self._forget_refused(room)
             return _settle(self._joins.pop(room, None), refused)
+        except ConnectError:  # the connection ended (or was gone): join() waits on, and
+            return            # the next connection rejoins the room and answers it
         except SxError as error:
             log.warning("join %s failed: %s", room, error)
             _settle(self._joins.pop(room, None), error)
@@ -401,18 +431,20 @@ class SxClient:
                 return
             except JoinRefused:
                 return await self._forget_refused(room)
+            except ConnectError:
+                return
             except SxError as error:
                 log.warning("join %s failed again: %s", room, error)
 
     async def _join_once(self, room: str, wait_handled: bool) -> Any:
-        timeout = self.timeout or 30
+        timeout, lost = self.timeout or 30, self._lost
         adopted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # The ack goes through the inbox in wire order: the position is taken from
         # the answer before the replay that follows it is judged against it.
         request = protocol.request(protocol.JOIN, self.rooms.join_request(room))
         await self.transport.emit(protocol.MESSAGE_EVENT, request, lambda reply: self.inbox.put_answer(room, reply, adopted))
         try:
-            answer = reply_data(await _bounded(adopted, timeout, protocol.JOIN))
+            answer = reply_data(await _before_lost(adopted, lost, timeout, protocol.JOIN))
         except MessageError as error:
             if error.code == protocol.JOIN_REFUSED:
                 raise JoinRefused(error.code, error.message, error.reply) from None
