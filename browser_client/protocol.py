@@ -56,6 +56,9 @@ OUTCOME_UNKNOWN: Final = 2005
 # Ours, additive: the server's authorize_join refused the room (or the socket is
 # not authenticated). Final: our client does not rejoin a refused room.
 JOIN_REFUSED: Final = 2006
+# Ours, additive: a per-connection limit (messages a second, messages in
+# progress, rooms) refused this message; the text says which. Not handled: safe to send again later.
+LIMIT_EXCEEDED: Final = 2007
 
 _TEXTS: Final = {
     INVALID_FORMAT: "Invalid message format",

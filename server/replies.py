@@ -138,9 +138,13 @@ class ReplyMemory:
     >>> memory = ReplyMemory(MemoryStore(), at_most_once=True)  # then ``await memory.once(...)``
     """
 
-    def __init__(self, store: Store, cache_size: int = 50_000, *, at_most_once: bool = False) -> None:
+    def __init__(self, store: Store, cache_size: int = 50_000, *, at_most_once: bool = False,
+                 cache_bytes: int = 64 * 1024 * 1024) -> None:
         self.store = store
         self.cache_size = cache_size
+        # Bytes as well as entries: 200 echoes of 1 MB kept 195 MB when only entries counted.
+        self.cache_bytes = cache_bytes
+        self._recent_bytes = 0
         self.at_most_once = at_most_once
         # key -> futures of copies waiting for the one being looked up or run
         # (usually none, so the common path creates no future at all)
@@ -216,6 +220,13 @@ class ReplyMemory:
         return True
 
     def _cache(self, key: tuple[str, str], text: str) -> None:
+        size = len(text)  # characters: close enough to bytes for a budget, and free to get
+        if size > self.cache_bytes // 4:  # one reply must not empty the cache: the store still has it
+            return
+        previous = self._recent.pop(key, None)
+        self._recent_bytes -= 0 if previous is None else len(previous)
         self._recent[key] = text
-        if len(self._recent) > self.cache_size:
-            self._recent.popitem(last=False)
+        self._recent_bytes += size
+        while len(self._recent) > self.cache_size or self._recent_bytes > self.cache_bytes:
+            _, dropped = self._recent.popitem(last=False)
+            self._recent_bytes -= len(dropped)

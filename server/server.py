@@ -24,6 +24,7 @@ from aiohttp import web
 from shotx.client import protocol
 
 from .engineio_sockets import close_every_socket_now
+from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import JsonText, RoomMessageSender, SxPacket
 from .replies import Refusal, Reply, ReplyMemory, resend_key, run_handler
@@ -88,7 +89,7 @@ class SxServer:
                  retention_max_messages: int = 10_000, retention_max_age: float | None = 86_400.0,
                  retention_interval: float = 60.0, reply_window: float = 86_400.0,
                  handler_timeout: float | None = None, at_most_once: bool = False,
-                 principal: Callable[[Any, SxSocket], str] | None = None,
+                 principal: Callable[[Any, SxSocket], str] | None = None, limits: Limits | None = None,
                  client_manager: Any = None, **socketio_options: Any) -> None:
         if not isinstance(app, web.Application):
             raise TypeError("SxServer needs an aiohttp web.Application to attach to")
@@ -104,6 +105,7 @@ class SxServer:
         self.retention_interval = retention_interval
         self.reply_window = reply_window
         self.handler_timeout = handler_timeout
+        self.limits = limits or Limits()
         self.principal = principal or (lambda auth, socket: json.dumps(auth, sort_keys=True, default=str))
         # at_most_once: a resend whose first run may have preceded a crash gets
         # OUTCOME_UNKNOWN (2005) instead of a second run (replies.py)
@@ -311,6 +313,8 @@ class SxServer:
         read: a join that fails leaves no member behind that the replay skipped.
         """
         room, since, epoch = _join_request(data)
+        if room not in socket.rooms and (too_many := socket.use.may_join(len(socket.rooms))) is not None:
+            raise Refusal(protocol.LIMIT_EXCEEDED, too_many)
         await self._authorize(room, socket, since)
         release = await self.room_locks.acquire(room)
         entered = False
@@ -411,6 +415,7 @@ class SxServer:
         try:
             socket.principal = self.principal(result, socket)
             socket.resend_key = resend_key(socket.principal, socket.handshake.get("client"), sid)
+            socket.use = ConnectionUse(self.limits)
         except Exception:  # a principal function that fails is an auth failure of ours
             log.exception("[%s] AUTH_ERROR: principal", sid)
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
@@ -436,6 +441,18 @@ class SxServer:
         found = self.message_handlers.get(type_)
         if found is None:
             return protocol.unknown_type(type_)
+        refused = socket.use.admit(time.monotonic())
+        if refused is not None:
+            log.info("[%s] %s: %s", sid, type_, refused)
+            return protocol.failure(protocol.LIMIT_EXCEEDED, refused)
+        try:
+            return await self._handle(socket, found, type_, data, meta)
+        finally:
+            socket.use.finished()
+
+    async def _handle(self, socket: SxSocket, found: tuple[Handler, bool], type_: str, data: Any,
+                      meta: dict[str, Any]) -> Reply | JsonText:
+        sid = socket.sid
         handler, takes_meta = found
         run = functools.partial(run_handler, handler, (data, socket, meta) if takes_meta else (data, socket),
                                 self.handler_timeout, sid, type_)

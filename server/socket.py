@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .limits import ConnectionUse, Limits
+
 
 @dataclass
 class SxSocket:
@@ -23,6 +25,8 @@ class SxSocket:
     principal: str | None = None
     # The key of its resends: the principal and its client instance (replies.resend_key).
     resend_key: str = ""
+    # What it uses now against the server's per-connection limits (limits.py).
+    use: ConnectionUse = field(default_factory=lambda: ConnectionUse(Limits()), repr=False)
 
     @property
     def id(self) -> str:

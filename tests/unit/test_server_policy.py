@@ -142,3 +142,22 @@ def test_a_handler_error_whose_text_cannot_be_sent_still_gets_a_2004_reply():
 
     reply = json.loads(asyncio.run(run_handler(raises, (), None, "sid", "t")))
     assert reply == {"meta": {"success": False, "code": 2004, "error": "Error processing message"}, "data": None}
+
+
+def test_the_reply_cache_is_bounded_by_bytes_as_well_as_entries():
+    async def scenario():
+        memory = ReplyMemory(MemoryStore(), cache_size=1000, cache_bytes=4000)
+        for n in range(10):
+            text = json.dumps({"meta": {"success": True}, "data": "x" * 900, "n": n})
+            await memory.once("p", f"id{n}", lambda text=text: _value(text))
+        big = json.dumps({"data": "y" * 2000})
+        await memory.once("p", "big", lambda: _value(big))
+        return memory
+
+    async def _value(text):
+        return text
+
+    memory = asyncio.run(scenario())
+    assert memory._recent_bytes <= 4000 and len(memory._recent) == 4  # the newest that fit
+    assert ("p", "big") not in memory._recent  # over a quarter of the budget: left to the store
+    assert ("p", "id9") in memory._recent and ("p", "id5") not in memory._recent
