@@ -24,7 +24,7 @@ from aiohttp import web
 from shotx.client import protocol
 
 from .memory_store import MemoryStore
-from .packets import JsonText, RoomMessageSender, SxPacket
+from .packets import JsonText, MalformedFrame, RoomMessageSender, SxPacket
 from .replies import Reply, ReplyMemory, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
@@ -346,7 +346,16 @@ class SxServer:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.sockets.pop(sid, None)
 
-    async def _on_message(self, sid: str, message: Any = None) -> Reply | JsonText:
+    async def _on_message(self, sid: str, message: Any = None, *extra: Any) -> Reply | JsonText | None:
+        if isinstance(message, MalformedFrame):  # a frame packets.py could not decode
+            log.warning("[%s] refused a frame: %s", sid, message.reason)
+            if message.answerable:
+                return protocol.failure(protocol.INVALID_FORMAT, f"Invalid message format: {message.reason}")
+            await self.sio.eio.disconnect(self.sio.manager.eio_sid_from_sid(sid, "/"))  # nobody to answer
+            return None
+        if extra:  # python-socketio would raise TypeError calling us, and send no ack
+            return protocol.failure(protocol.INVALID_FORMAT,
+                                    f"Invalid message format: one argument expected, got {1 + len(extra)}")
         socket = self.sockets.get(sid)
         checked = protocol.check_request(message)
         if isinstance(checked, dict):
