@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from fuzz_server import CrashLog, LoopThread
+from fuzz_server import INPUTS, CrashLog, LoopThread
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -41,3 +41,12 @@ def crash_log() -> Iterator[CrashLog]:
     root.addHandler(handler)
     yield handler
     root.removeHandler(handler)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many inputs the fuzzers checked (hypothesis counts examples; an example may hold several)."""
+    if INPUTS:
+        terminalreporter.section("fuzz inputs")
+        for name, count in sorted(INPUTS.items()):
+            terminalreporter.write_line(f"{count:7d}  {name}")
+        terminalreporter.write_line(f"{sum(INPUTS.values()):7d}  in all")

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from shotx.server import SxServer
 T = TypeVar("T")
 
 SCALE = float(os.environ.get("SHOTX_FUZZ_SCALE", "1"))
+# Inputs each test checked (an example may hold several: a batch of frames,
+# messages or replies, or a state machine's steps); conftest prints them.
+INPUTS: Counter[str] = Counter()
 
 
 def examples(count: int) -> int:

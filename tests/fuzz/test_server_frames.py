@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shotx.client import SxClient
 
 import fuzz_frames as frames
 from fuzz_oracle import Oracle, check_envelope
-from fuzz_server import MAX_MESSAGE_SIZE, CrashLog, FuzzServer, LoopThread, examples, start_fuzz_server
+from fuzz_server import INPUTS, MAX_MESSAGE_SIZE, CrashLog, FuzzServer, LoopThread, examples, start_fuzz_server
 from raw_socketio import Closed, RawSocket
 
 pytestmark = pytest.mark.timeout(180)
@@ -152,10 +153,12 @@ def harness(request: pytest.FixtureRequest, loop_thread: LoopThread, crash_log: 
     print(f"\n{request.param} outcomes: {json.dumps(harness.outcomes, indent=1, sort_keys=True)}")
 
 
-@settings(max_examples=examples(1800))
-@given(frame=frames.frames())
-def test_every_frame_gets_a_reply_or_a_clean_close(harness: Harness, frame: frames.Frame) -> None:
-    harness.run(frame)
+@settings(max_examples=examples(900))
+@given(batch=st.lists(frames.frames(), min_size=1, max_size=4))
+def test_every_frame_gets_a_reply_or_a_clean_close(harness: Harness, batch: list[frames.Frame]) -> None:
+    for frame in batch:
+        harness.run(frame)
+    INPUTS["server: raw frames"] += len(batch)
 
 
 @settings(max_examples=examples(60))
@@ -167,6 +170,7 @@ def test_frames_at_the_size_limit_get_their_reply_or_a_clean_close(harness: Harn
     (its check is ``>=``), so the limit is exclusive on the wire.
     """
     outcome, value = harness.thread.run(harness.send(frame))
+    INPUTS["server: frames at the size limit"] += 1
     assert not (crashes := harness.crashes.take()), f"the libraries logged errors: {crashes}"
     if harness.last_size < MAX_MESSAGE_SIZE:
         assert outcome == "reply", value
