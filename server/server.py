@@ -351,7 +351,9 @@ class SxServer:
             log.warning("[%s] refused a frame: %s", sid, message.reason)
             if message.answerable:
                 return protocol.failure(protocol.INVALID_FORMAT, f"Invalid message format: {message.reason}")
-            await self.sio.eio.disconnect(self.sio.manager.eio_sid_from_sid(sid, "/"))  # nobody to answer
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+            if eio_sid is not None:  # None: gone already (and Engine.IO's disconnect(None) closes everyone)
+                await self.sio.eio.disconnect(eio_sid)  # nobody to answer: the client resends after reconnecting
             return None
         if extra:  # python-socketio would raise TypeError calling us, and send no ack
             return protocol.failure(protocol.INVALID_FORMAT,

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from shotx.server.packets import MalformedFrame
+
 from fuzz_server import CrashLog, FuzzServer, LoopThread, start_fuzz_server
 from raw_socketio import Closed, RawSocket
 
@@ -125,3 +127,18 @@ def test_engineio_garbage_leaves_no_ghost_socket(loop_thread: LoopThread, server
             await asyncio.sleep(0.05)
         return False
     assert loop_thread.run(gone()), "the server still holds the closed connection's socket"
+
+
+def test_refusing_a_connection_already_gone_leaves_the_others_alone(loop_thread: LoopThread,
+                                                                    server: FuzzServer) -> None:
+    """A refusal that arrives after its connection closed (frames queued behind the first
+    refused one run as tasks of their own) must not close anyone else's: Engine.IO's
+    ``disconnect(None)`` closes every client, and a gone socket's Engine.IO id is None."""
+    async def go() -> Any:
+        bystander = await RawSocket.connect(server.url)
+        try:
+            await server.sx._on_message("a-socket-already-gone", MalformedFrame("late", answerable=False))
+            return await bystander.request(1, '421["message",{"meta":{"type":"echo"},"data":"still here"}]', 3)
+        finally:
+            await bystander.close()
+    assert loop_thread.run(go()) == [{"meta": {"success": True}, "data": "still here"}]
