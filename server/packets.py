@@ -51,6 +51,9 @@ _RESERVED_EVENTS = frozenset(socketio.base_server.BaseServer.reserved_events)
 _HEAD = re.compile(r"(?P<type>[0-9])(?:[0-9]{1,10}-)?(?:(?P<nsp>/[^,]*),)?(?P<id>[0-9]{1,100})?(?![0-9])")
 
 
+_OUTGOING: Any = object()  # SxPacket's encoded_packet when the server builds a packet to send
+
+
 class MalformedFrame:
     """Stands in for the payload of a client frame :class:`SxPacket` could not decode.
 
@@ -88,9 +91,15 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
     attachment_count: int
     attachments: list[Any]
 
-    def __init__(self, *args: Any, encoded_packet: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, encoded_packet: Any = _OUTGOING, **kwargs: Any) -> None:
+        if encoded_packet is _OUTGOING:  # a packet the server sends
+            super().__init__(*args, **kwargs)
+            return
         super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
-        if encoded_packet is not None and not encoded_packet:  # python-socketio skips decoding an empty frame
+        if not encoded_packet:
+            # python-socketio skips decoding a falsy frame: an empty one, or the
+            # None Engine.IO makes of the text frame "4null" (it parses JSON-like
+            # message text itself); either would fail later, unanswered.
             self._refuse(encoded_packet, "empty frame")
 
     def decode(self, encoded_packet: Any) -> int:

@@ -111,7 +111,7 @@ class FuzzServer:
 MAX_MESSAGE_SIZE = 64 * 1024
 
 
-async def start_fuzz_server(store: str | Path) -> FuzzServer:
+async def start_fuzz_server(store: Any) -> FuzzServer:
     app = web.Application()
     sx = SxServer(app, store=store, max_message_size=MAX_MESSAGE_SIZE, retention_interval=0)
     server = FuzzServer(sx, web.AppRunner(app, handle_signals=False), "")

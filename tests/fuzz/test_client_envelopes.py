@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from shotx.client import protocol
@@ -28,9 +28,9 @@ from shotx.client.sender import reply_data
 from shotx.client.store import MemoryStore
 
 from fuzz_frames import json_values, text
-from fuzz_server import INPUTS, LoopThread, examples
+from fuzz_server import INPUTS, SCALE, LoopThread, examples
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(int(120 * max(1.0, SCALE)))  # a longer hunt (SHOTX_FUZZ_SCALE) gets longer
 
 ROOMS = {"r1": None, "r2": 5}
 LAST = {"meta": {"type": "t", "id": "last-message"}, "data": "last"}
@@ -127,7 +127,7 @@ def test_nothing_escapes_the_inbox_and_handlers_get_what_arrived(loop: LoopThrea
 @pytest.mark.xfail(strict=True, reason="inbox.py/core.py take any meta: str(type) routes 5 to '5', a float, "
                    "bool or negative offset becomes the room's offset (a rejoin's since, refused by the server), "
                    "an unhashable id or room raises after the handler ran (reported)")
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(300), phases=[Phase.generate])  # no shrinking: the pinned cases below are minimal
 @given(batch=st.lists(messages, max_size=6))
 def test_a_malformed_message_never_reaches_a_handler_or_an_offset(loop: LoopThread, batch: list[Any]) -> None:
     fed = loop.run(feed(batch))
@@ -179,7 +179,7 @@ def returns_a_success_or_raises_an_sx_error(reply: Any) -> None:
 
 @pytest.mark.xfail(strict=True, reason="reply_data takes any truthy success as success and passes any code "
                    "and error text into MessageError (sender.py; reported)")
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(300), phases=[Phase.generate])  # no shrinking for a known failure
 @given(reply=replies)
 def test_reply_data_takes_only_a_well_formed_reply(reply: Any) -> None:
     try:

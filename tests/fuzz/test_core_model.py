@@ -21,9 +21,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from shotx.client.core import Outbox, OutboxRecord, RoomBook, SeenIds
 
 from fuzz_frames import json_values
-from fuzz_server import INPUTS, examples
+from fuzz_server import INPUTS, SCALE, examples
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(int(120 * max(1.0, SCALE)))  # a longer hunt (SHOTX_FUZZ_SCALE) gets longer
 
 ROOMS = st.sampled_from(["a", "b", "c"])
 OFFSETS = st.integers(0, 30)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from pathlib import Path
+import os
+import uuid
 from typing import Any
 
 import pytest
@@ -28,11 +29,12 @@ from shotx.client import SxClient
 
 import fuzz_frames as frames
 from fuzz_oracle import Oracle, check_envelope
-from fuzz_server import INPUTS, MAX_MESSAGE_SIZE, CrashLog, FuzzServer, LoopThread, examples, start_fuzz_server
+from fuzz_server import INPUTS, MAX_MESSAGE_SIZE, SCALE, CrashLog, FuzzServer, LoopThread, examples, start_fuzz_server
 from raw_socketio import Closed, RawSocket
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(int(180 * max(1.0, SCALE)))  # a longer hunt (SHOTX_FUZZ_SCALE) gets longer
 
+REDIS_URL = os.environ.get("SHOTX_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ACK_WAIT = 3.0  # seconds a reply may take; a hung ack fails the example
 PROBE = {"meta": {"type": "echo"}, "data": "probe"}
 
@@ -140,25 +142,77 @@ async def sockets_gone(server: FuzzServer) -> None:
     raise AssertionError(f"{len(server.sx.sio.eio.sockets)} sockets still open on the server")
 
 
+def redis_store() -> Any:
+    """A RedisStore under a prefix of its own, and the function that deletes its keys.
+
+    Without a Redis the test skips on a laptop and fails in CI.
+    """
+    import redis
+
+    from shotx.server.redis_store import RedisStore
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except (redis.ConnectionError, OSError) as error:
+        client.close()
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CI needs a Redis at {REDIS_URL}: {error}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    prefix = f"shotx-fuzz-{uuid.uuid4().hex[:12]}"
+
+    def delete_keys() -> None:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    return RedisStore(REDIS_URL, prefix=prefix), delete_keys
+
+
 @pytest.fixture(scope="module", params=["memory", "sqlite"])
 def harness(request: pytest.FixtureRequest, loop_thread: LoopThread, crash_log: CrashLog,
             tmp_path_factory: pytest.TempPathFactory) -> Any:
-    store: str | Path = "memory" if request.param == "memory" else tmp_path_factory.mktemp("fuzz") / "log.sqlite3"
+    store = "memory" if request.param == "memory" else tmp_path_factory.mktemp("fuzz") / "log.sqlite3"
+    yield from running_harness(request.param, store, loop_thread, crash_log)
+
+
+@pytest.fixture(scope="module")
+def redis_harness(loop_thread: LoopThread, crash_log: CrashLog) -> Any:
+    store, delete_keys = redis_store()
+    try:
+        yield from running_harness("redis", store, loop_thread, crash_log)
+    finally:
+        delete_keys()
+
+
+def running_harness(name: str, store: Any, loop_thread: LoopThread, crash_log: CrashLog) -> Any:
     server = loop_thread.run(start_fuzz_server(store))
     crash_log.take()
     harness = Harness(loop_thread, server, crash_log)
     yield harness
     loop_thread.run(harness.close())
     loop_thread.run(server.runner.cleanup())
-    print(f"\n{request.param} outcomes: {json.dumps(harness.outcomes, indent=1, sort_keys=True)}")
+    print(f"\n{name} outcomes: {json.dumps(harness.outcomes, indent=1, sort_keys=True)}")
 
 
-@settings(max_examples=examples(900))
-@given(batch=st.lists(frames.frames(), min_size=1, max_size=4))
-def test_every_frame_gets_a_reply_or_a_clean_close(harness: Harness, batch: list[frames.Frame]) -> None:
+def run_batch(harness: Harness, batch: list[frames.Frame], name: str) -> None:
     for frame in batch:
         harness.run(frame)
-    INPUTS["server: raw frames"] += len(batch)
+    INPUTS[name] += len(batch)
+
+
+@settings(max_examples=examples(700))
+@given(batch=st.lists(frames.frames(), min_size=1, max_size=5))
+def test_every_frame_gets_a_reply_or_a_clean_close(harness: Harness, batch: list[frames.Frame]) -> None:
+    run_batch(harness, batch, "server: raw frames (memory, SQLite)")
+
+
+@settings(max_examples=examples(150))
+@given(batch=st.lists(frames.frames(), min_size=1, max_size=4))
+def test_every_frame_gets_a_reply_or_a_clean_close_on_redis(redis_harness: Harness,
+                                                            batch: list[frames.Frame]) -> None:
+    """The same on the Redis store (shared delivery): fewer examples, each costs Redis round trips."""
+    run_batch(redis_harness, batch, "server: raw frames (Redis)")
 
 
 @settings(max_examples=examples(60))
@@ -180,6 +234,14 @@ def test_frames_at_the_size_limit_get_their_reply_or_a_clean_close(harness: Harn
 
 
 def test_after_the_fuzzing_rooms_and_replies_still_work(harness: Harness) -> None:
+    still_works(harness)
+
+
+def test_after_the_fuzzing_rooms_and_replies_still_work_on_redis(redis_harness: Harness) -> None:
+    still_works(redis_harness)
+
+
+def still_works(harness: Harness) -> None:
     harness.thread.run(harness.close())
     harness.raw = None
     harness.thread.run(room_still_works(harness.server), timeout=60)
