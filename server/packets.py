@@ -45,6 +45,7 @@ _MESSAGE_FRAME_START = f'{socketio.packet.EVENT}["{protocol.MESSAGE_EVENT}",'
 _CLIENT_TYPES = frozenset({socketio.packet.CONNECT, socketio.packet.DISCONNECT, socketio.packet.EVENT,
                            socketio.packet.ACK, socketio.packet.BINARY_EVENT, socketio.packet.BINARY_ACK})
 _REQUESTS = frozenset({socketio.packet.EVENT, socketio.packet.BINARY_EVENT})
+_UNBINARY = {socketio.packet.BINARY_EVENT: socketio.packet.EVENT, socketio.packet.BINARY_ACK: socketio.packet.ACK}
 _RESERVED_EVENTS = frozenset(socketio.base_server.BaseServer.reserved_events)
 # The head of a frame as python-socketio's decoder reads it: type, attachment
 # count, namespace, ack id (at most 100 digits; a longer one is unreadable).
@@ -111,14 +112,14 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
         problem = self._problem()
         if problem is not None:
             return self._refuse(encoded_packet, problem)
-        if self.packet_type == socketio.packet.BINARY_EVENT and attachments == 0:
+        if self.packet_type in _UNBINARY and attachments == 0:
             # python-socketio would wait for ever for the first of no attachments
             # (and take every later frame as one); socket.io's parser dispatches it.
             try:
                 self.data = self.reconstruct_binary(self.data, [])
             except Exception:
                 return self._refuse(encoded_packet, "binary placeholder without an attachment")
-            self.packet_type = socketio.packet.EVENT
+            self.packet_type = _UNBINARY[self.packet_type]
         return attachments
 
     def add_attachment(self, attachment: Any) -> bool:

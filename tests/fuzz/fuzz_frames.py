@@ -132,6 +132,7 @@ extras = st.lists(st.one_of(
     json_values.map(lambda v: "439" + _encode([v])),  # an ack nobody asked for
     st.just('40{"token":"valid"}'),  # CONNECT again on a connected namespace
     st.sampled_from(["44", "49", "4", "47[]"]),  # packet types a client may not send
+    st.sampled_from(["460-3[1]", '460-[{"_placeholder":true,"num":0}]']),  # a binary ack of no attachments
 ), min_size=1, max_size=2)
 with_extras = st.tuples(extras, requests).map(
     lambda er: Frame(er[1].head, er[1].body, extras=er[0], must_answer=False, payload=er[1].payload,

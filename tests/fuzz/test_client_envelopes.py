@@ -157,7 +157,7 @@ replies = (st.fixed_dictionaries({"meta": st.fixed_dictionaries({}, optional={
     "error": text | json_values})}, optional={"data": json_values}) | json_values)
 
 
-@settings(max_examples=examples(700))
+@settings(max_examples=examples(500))
 @given(batch=st.lists(replies, min_size=4, max_size=12))
 def test_reply_data_returns_a_success_or_raises_an_sx_error(batch: list[Any]) -> None:
     for reply in batch:

@@ -92,6 +92,13 @@ def test_a_frame_nobody_can_be_answered_for_closes_the_connection(loop_thread: L
     assert crash_log.take() == []
 
 
+def test_a_binary_ack_without_attachments_does_not_swallow_the_next_frame(loop_thread: LoopThread,
+                                                                         server: FuzzServer) -> None:
+    """python-socketio waits for the first of no attachments and takes every later frame as one."""
+    reply = exchange(loop_thread, server, ["460-5[1]", '42{ack}["message",{"meta":{"type":"echo"},"data":2}]'])
+    assert reply == [{"meta": {"success": True}, "data": 2}]
+
+
 def test_attachments_that_match_the_placeholders_still_arrive(loop_thread: LoopThread, server: FuzzServer) -> None:
     """The refusals leave real binary events alone: the echo of bytes is a 2004 (not JSON), not a close."""
     [reply] = exchange(loop_thread, server, [
