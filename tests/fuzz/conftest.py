@@ -3,7 +3,7 @@
 Profiles: ``ci`` (picked when ``CI`` is set) is derandomized, so a failure
 found in CI reproduces on every run and every machine; ``dev`` (the
 default elsewhere) draws new inputs each run and keeps failures in the local
-example database. ``HYPOTHESIS_PROFILE`` picks one explicitly, and
+example database (under ``build/hypothesis``). ``HYPOTHESIS_PROFILE`` picks one explicitly, and
 ``SHOTX_FUZZ_SCALE`` multiplies every test's example count (``10`` for a
 longer hunt; CI runs at 1).
 """
@@ -13,11 +13,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from fuzz_server import INPUTS, CrashLog, LoopThread
+
+# Hypothesis keeps its example database and caches under build/ (ignored), not in a .hypothesis/ of the tree.
+set_hypothesis_home_dir(str(Path(__file__).resolve().parents[2] / "build" / "hypothesis"))
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
