@@ -143,9 +143,15 @@ def frames() -> st.SearchStrategy[Frame]:
     return st.one_of(requests, requests, arity, shapes, garbage, broken_json, deep(), binary(), with_extras)
 
 
+FAR_OVER = 1024  # a frame this far over the limit is over it whatever framing headroom the server allows
+
+
 def sized(limit: int) -> st.SearchStrategy[Frame]:
-    """Echo requests whose frame is within a few bytes of the server's size limit."""
+    """Echo requests whose frame is within a few bytes of the server's size limit, or far over it."""
     overhead = len('421["message",{"meta":{"type":"echo","id":"size"},"data":""}]')
-    return st.integers(limit - overhead - 64, limit - overhead + 64).map(lambda n: Frame(
-        "42", _encode([protocol.MESSAGE_EVENT, {"meta": {"type": "echo", "id": f"size-{n}"}, "data": "x" * n}]),
-        must_answer=False, kind="near the size limit"))
+    def frame(n: int) -> Frame:
+        payload = {"meta": {"type": "echo", "id": f"size-{n}"}, "data": "x" * n}
+        return Frame("42", _encode([protocol.MESSAGE_EVENT, payload]), must_answer=False, payload=payload,
+                     kind="near the size limit")
+    near = st.integers(limit - overhead - 64, limit - overhead + 64)
+    return (near | st.integers(limit + FAR_OVER, 2 * limit)).map(frame)

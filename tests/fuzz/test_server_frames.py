@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shotx.client import SxClient
+from shotx.client import SxClient, protocol
 
 import fuzz_frames as frames
 from fuzz_oracle import Oracle, check_envelope
@@ -218,19 +218,23 @@ def test_every_frame_gets_a_reply_or_a_clean_close_on_redis(redis_harness: Harne
 @settings(max_examples=examples(60))
 @given(frame=frames.sized(MAX_MESSAGE_SIZE))
 def test_frames_at_the_size_limit_get_their_reply_or_a_clean_close(harness: Harness, frame: frames.Frame) -> None:
-    """Under the limit the echo comes back whole; at or over it the server closes (1009).
+    """A frame under the wire limit gets its whole echo; one far over it a clean close (1009).
 
-    aiohttp refuses a websocket message of exactly ``max_msg_size`` bytes
-    (its check is ``>=``), so the limit is exclusive on the wire.
+    aiohttp refuses a websocket message of exactly ``max_msg_size`` bytes (its
+    check is ``>=``), and the frame is ~20 bytes more than the payload the
+    client's own check counts: a payload within that margin is refused today
+    (pinned in ``test_malformed_frames.py``), so it may get either here.
     """
     outcome, value = harness.thread.run(harness.send(frame))
     INPUTS["server: frames at the size limit"] += 1
     assert not (crashes := harness.crashes.take()), f"the libraries logged errors: {crashes}"
+    echo = {"meta": {"success": True}, "data": frame.payload_data()}
     if harness.last_size < MAX_MESSAGE_SIZE:
-        assert outcome == "reply", value
-        assert check_envelope(value) == {"meta": {"success": True}, "data": frame.payload_data()}
-    else:
+        assert outcome == "reply" and check_envelope(value) == echo, value
+    elif harness.last_size >= MAX_MESSAGE_SIZE + frames.FAR_OVER:
         assert outcome == "closed", value
+    else:  # the margin: framing headroom is the server's choice
+        assert outcome == "closed" or check_envelope(value) == echo, value
 
 
 def test_after_the_fuzzing_rooms_and_replies_still_work(harness: Harness) -> None:
