@@ -2,8 +2,8 @@
 
 It sends whatever text or bytes it is given, so the fuzzers can put frames on
 the wire that no real client library would build, and it reads the server's
-frames back: acks (``43<id>[...]``) resolve the future of their id, events
-go to a queue, pings (``2``) are answered (``3``) so the connection stays up,
+frames back: acks (``43<id>[...]``) resolve the future of their id, events are
+kept (the newest thousand), pings (``2``) are answered (``3``) so the connection stays up,
 and a close fails every pending ack with :class:`Closed`.
 """
 
@@ -19,6 +19,8 @@ import aiohttp
 
 class Closed(Exception):
     """The server closed the connection (or the namespace) before answering."""
+
+    clean = False  # set by whoever checked how it closed (RawSocket.clean_close)
 
 
 class RawSocket:

@@ -62,7 +62,7 @@ def exchange(thread: LoopThread, server: FuzzServer, frames: list[str | bytes], 
             try:
                 return await asyncio.wait_for(future, wait)
             except Closed as closed:
-                closed.clean = raw.clean_close  # type: ignore[attr-defined]
+                closed.clean = raw.clean_close
                 return closed
         finally:
             await raw.close()
