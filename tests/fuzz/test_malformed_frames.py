@@ -11,9 +11,11 @@ fixed, so its mark is removed then.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from shotx.client import SxClient, protocol
@@ -169,3 +171,18 @@ def test_refusing_a_connection_already_gone_leaves_the_others_alone(loop_thread:
         finally:
             await bystander.close()
     assert loop_thread.run(go()) == [{"meta": {"success": True}, "data": "still here"}]
+
+
+def test_a_connect_with_unreadable_auth_is_refused_as_auth_null(loop_thread: LoopThread, server: FuzzServer,
+                                                                 crash_log: CrashLog) -> None:
+    """Not left waiting for an answer to its handshake (python-socketio would raise decoding it)."""
+    async def go() -> Any:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{server.url}/shotx/?EIO=4&transport=websocket") as ws:
+                opened = await asyncio.wait_for(ws.receive(), 5)
+                assert opened.data.startswith("0")
+                await ws.send_str('40{"token": unquoted}')
+                return (await asyncio.wait_for(ws.receive(), 5)).data
+    answer = loop_thread.run(go())
+    assert answer.startswith("44") and json.loads(answer[2:]) == {"message": protocol.AUTH_NULL}
+    assert crash_log.take() == []
