@@ -231,11 +231,13 @@ class RoomBook:
         message_id = meta.get("id")
         if isinstance(message_id, str) and message_id in self.seen:
             return False
+        if "room" not in meta and "offset" not in meta:
+            return True
         room, offset = meta.get("room"), meta.get("offset")
-        if isinstance(room, str) and isinstance(offset, int) and room in self.offsets:
-            last = self.offsets[room]
-            return last is None or offset > last
-        return True
+        if not isinstance(room, str) or type(offset) is not int or offset < 0:
+            return False  # a malformed room message: handling it would store its offset
+        last = self.offsets.get(room)
+        return room not in self.offsets or last is None or offset > last
 
     def handled(self, room: str | None, offset: int | None, message_id: str | None) -> bool:
         """Record a finished handler; True when the room's offset moved (persist it)."""

@@ -121,9 +121,12 @@ class Inbox:
             log.warning("ignored a message without meta")
             return
         meta = message["meta"]
+        if not isinstance(meta.get("type"), str) or not isinstance(meta.get("id", ""), str):
+            log.warning("ignored a message with a malformed meta: %.200r", meta)
+            return
         if not self.rooms.accept(meta):
             return
-        found = self.handlers.get(str(meta.get("type")))
+        found = self.handlers.get(meta["type"])
         if found is None:
             log.warning("no handler for message type %r", meta.get("type"))
         else:

@@ -29,9 +29,13 @@ def reply_data(reply: Any) -> Any:
     if not isinstance(reply, dict) or not isinstance(reply.get("meta"), dict):
         raise SxError("INVALID_REPLY", f"Invalid reply from server: {reply!r}")
     meta = reply["meta"]
-    if not meta.get("success"):
-        raise MessageError(meta.get("code", protocol.HANDLER_ERROR), meta.get("error") or "Unknown error", reply)
-    return reply.get("data")
+    if meta.get("success") is True:
+        return reply.get("data")
+    if meta.get("success") is not False:
+        raise SxError("INVALID_REPLY", f"Invalid reply from server: {reply!r:.200}")
+    code, error = meta.get("code"), meta.get("error")
+    raise MessageError(code if type(code) is int else protocol.HANDLER_ERROR,
+                       error if isinstance(error, str) and error else "Unknown error", reply)
 
 
 class Sender:

@@ -1,15 +1,31 @@
-"""Socket.IO frames around JSON text the server has encoded already, and
-the sending of logged room messages in them.
+"""Socket.IO frames around JSON text the server has encoded already, the
+sending of logged room messages in them, and the refusal of frames that
+cannot be decoded.
 
 The server encodes every reply once anyway (to remember it for resends, and
 to learn before sending that it can be sent at all) and every room message
 once (for its log). Handing python-socketio the dict instead would make it
 encode the same value again and walk it looking for binary data, which were
 the two largest costs our layer added to an ack.
+
+Incoming frames: python-socketio decodes a client's frame in the serializer's
+constructor, and a frame it cannot decode (malformed or 10,000-deep JSON, an
+event that is not ``[name, ...]``, an attachment that is text, placeholders
+that match no attachment) raises inside Engine.IO's message handler: a
+traceback is logged and nothing is sent, so a client waiting for its ack
+waits for ever. :class:`SxPacket` turns such a frame into a ``message`` event
+carrying a :class:`MalformedFrame`, which the server answers with an
+``INVALID_FORMAT`` reply when the frame's ack id could be read, and with a
+clean disconnect when it could not (nobody can be told otherwise, and the
+client's resend after reconnecting is the way out). It also refuses client
+events named like python-socketio's reserved ones: a client ``connect``
+event would otherwise run the server's connect handler with the client's
+arguments.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import socketio  # type: ignore[import-untyped]
@@ -22,6 +38,38 @@ from .store import LogEntry
 # A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
 # it: the packet type, then the JSON array [event, payload].
 _MESSAGE_FRAME_START = f'{socketio.packet.EVENT}["{protocol.MESSAGE_EVENT}",'
+
+
+# What a client may send: the packet types it may use, and the event names
+# python-socketio dispatches to the server's own handlers.
+_CLIENT_TYPES = frozenset({socketio.packet.CONNECT, socketio.packet.DISCONNECT, socketio.packet.EVENT,
+                           socketio.packet.ACK, socketio.packet.BINARY_EVENT, socketio.packet.BINARY_ACK})
+_REQUESTS = frozenset({socketio.packet.EVENT, socketio.packet.BINARY_EVENT})
+_UNBINARY = {socketio.packet.BINARY_EVENT: socketio.packet.EVENT, socketio.packet.BINARY_ACK: socketio.packet.ACK}
+_RESERVED_EVENTS = frozenset(socketio.base_server.BaseServer.reserved_events)
+# The head of a frame as python-socketio's decoder reads it: type, attachment
+# count, namespace, ack id (at most 100 digits; a longer one is unreadable).
+_HEAD = re.compile(r"(?P<type>[0-9])(?:[0-9]{1,10}-)?(?:(?P<nsp>/[^,]*),)?(?P<id>[0-9]{1,100})?(?![0-9])")
+
+
+_OUTGOING: Any = object()  # SxPacket's encoded_packet when the server builds a packet to send
+
+
+class MalformedFrame:
+    """Stands in for the payload of a client frame :class:`SxPacket` could not decode.
+
+    ``answerable``: the frame's ack id was read, so the client can be told
+    with an error reply; else the server closes the connection.
+    """
+
+    __slots__ = ("reason", "answerable")
+
+    def __init__(self, reason: str, answerable: bool) -> None:
+        self.reason = reason
+        self.answerable = answerable
+
+    def __repr__(self) -> str:
+        return f"MalformedFrame({self.reason!r}, answerable={self.answerable})"
 
 
 class JsonText(str):
@@ -38,6 +86,89 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
     """
 
     data: Any
+    packet_type: int
+    namespace: str | None
+    id: int | None
+    attachment_count: int
+    attachments: list[Any]
+
+    def __init__(self, *args: Any, encoded_packet: Any = _OUTGOING, **kwargs: Any) -> None:
+        if encoded_packet is _OUTGOING:  # a packet the server sends
+            super().__init__(*args, **kwargs)
+            return
+        super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
+        if not encoded_packet:
+            # python-socketio skips decoding a falsy frame: an empty one, or the
+            # None Engine.IO makes of the text frame "4null" (it parses JSON-like
+            # message text itself); either would fail later, unanswered.
+            self._refuse(encoded_packet, "empty frame")
+
+    def decode(self, encoded_packet: Any) -> int:
+        """python-socketio's decoding, with every frame it cannot decode refused (see the module)."""
+        try:
+            attachments = int(super().decode(encoded_packet) or 0)
+        except Exception as error:  # ValueError, TypeError (bytes), RecursionError (deep JSON)
+            return self._refuse(encoded_packet, f"undecodable frame ({type(error).__name__}: {error})")
+        problem = self._problem()
+        if problem is not None:
+            return self._refuse(encoded_packet, problem)
+        if self.packet_type in _UNBINARY and attachments == 0:
+            # python-socketio would wait for ever for the first of no attachments
+            # (and take every later frame as one); socket.io's parser dispatches it.
+            try:
+                self.data = self.reconstruct_binary(self.data, [])
+            except Exception:
+                return self._refuse(encoded_packet, "binary placeholder without an attachment")
+            self.packet_type = _UNBINARY[self.packet_type]
+        return attachments
+
+    def add_attachment(self, attachment: Any) -> bool:
+        """python-socketio's, refusing text where an attachment is due and
+        placeholders that match no attachment (True: the packet is complete)."""
+        if not isinstance(attachment, bytes):
+            # The text frame is taken and lost: only a disconnect tells its sender.
+            self._malformed("a text frame arrived where a binary attachment was due", answerable=False)
+            return True
+        try:
+            return bool(super().add_attachment(attachment))
+        except Exception as error:
+            self._malformed(f"binary attachments do not match the placeholders ({type(error).__name__})",
+                            answerable=self.id is not None)
+            return True
+
+    def _problem(self) -> str | None:
+        if self.packet_type not in _CLIENT_TYPES:
+            return f"a client may not send Socket.IO packets of type {self.packet_type}"
+        if self.packet_type not in _REQUESTS:
+            return None
+        data = self.data
+        if type(data) is not list or not data or not isinstance(data[0], str):
+            return "an event must be a JSON array starting with its name"
+        if data[0] in _RESERVED_EVENTS:
+            return f"a client may not send an event named {data[0]!r}"
+        return None
+
+    def _refuse(self, encoded_packet: Any, reason: str) -> int:
+        """Become the frame the server answers for one it could not decode: a
+        ``message`` event carrying a :class:`MalformedFrame`, on the frame's
+        namespace and ack id as far as they could be read; a connect that
+        cannot be read is a connect without auth (refused as AUTH_NULL)."""
+        head = _HEAD.match(encoded_packet) if isinstance(encoded_packet, str) else None
+        kind = int(head["type"]) if head else None
+        self.namespace = head["nsp"].partition("?")[0] if head and head["nsp"] else None
+        self.attachment_count, self.attachments = 0, []
+        if kind == socketio.packet.CONNECT:
+            self.packet_type, self.id, self.data = socketio.packet.CONNECT, None, None
+            return 0
+        self.packet_type = socketio.packet.EVENT
+        self.id = int(head["id"]) if head and head["id"] and kind in _REQUESTS else None
+        self._malformed(reason, answerable=self.id is not None)
+        return 0
+
+    def _malformed(self, reason: str, answerable: bool) -> None:
+        if not answerable:
+            self.id = None
+        self.data = [protocol.MESSAGE_EVENT, MalformedFrame(reason[:200], answerable)]
 
     def encode(self) -> Any:
         data = self.data

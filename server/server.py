@@ -26,7 +26,7 @@ from shotx.client import protocol
 from .engineio_sockets import close_every_socket_now
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
-from .packets import JsonText, RoomMessageSender, SxPacket
+from .packets import JsonText, MalformedFrame, RoomMessageSender, SxPacket
 from .replies import Refusal, Reply, ReplyMemory, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
@@ -42,6 +42,7 @@ AuthHandler = Callable[[str, SxSocket], Any]
 JoinAuthorizer = Callable[[str, SxSocket, "int | None"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
+FRAME_HEADROOM = 64  # bytes of Socket.IO framing around a message payload, with room to spare
 
 
 def open_store(store: Store | str | Path, *, redis_prefix: str = "shotx") -> Store:
@@ -120,7 +121,10 @@ class SxServer:
         self._opened: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         options = {"async_mode": "aiohttp", "cors_allowed_origins": cors_allowed_origins,
-                   "max_http_buffer_size": max_message_size, "logger": False, "engineio_logger": False,
+                   # the limit counts the payload; the frame around it ('42<ack>["message",...]')
+                   # is longer, and aiohttp refuses a message of exactly its limit
+                   "max_http_buffer_size": max_message_size + FRAME_HEADROOM, "logger": False,
+                   "engineio_logger": False,
                    "serializer": SxPacket}
         if client_manager is not None:
             options["client_manager"] = client_manager
@@ -379,6 +383,11 @@ class SxServer:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on(protocol.MESSAGE_EVENT, self._on_message)
+        self.sio.on("*", self._on_other_event)
+
+    async def _on_other_event(self, event: str, sid: str, *args: Any) -> Reply:
+        """python-socketio acks no event without a handler: its sender would wait for ever."""
+        return protocol.failure(protocol.INVALID_FORMAT, f"Invalid message format: unknown event {event!r:.100}")
 
     def _is_client_event(self, sid: str, event: str) -> bool:
         """True for an ordinary event a client named ``connect`` or ``disconnect``.
@@ -429,7 +438,22 @@ class SxServer:
             return
         self.sockets.pop(sid, None)
 
-    async def _on_message(self, sid: str, message: Any = None) -> Reply | JsonText:
+    async def _refuse_frame(self, sid: str, frame: MalformedFrame) -> Reply | None:
+        """A frame packets.py could not decode: a 2001 when it has an ack id to answer, else a clean close."""
+        log.warning("[%s] refused a frame: %s", sid, frame.reason)
+        if frame.answerable:
+            return protocol.failure(protocol.INVALID_FORMAT, f"Invalid message format: {frame.reason}")
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:  # None: gone already (and Engine.IO's disconnect(None) closes everyone)
+            await self.sio.eio.disconnect(eio_sid)  # nobody to answer: the client resends after reconnecting
+        return None
+
+    async def _on_message(self, sid: str, message: Any = None, *extra: Any) -> Reply | JsonText | None:
+        if isinstance(message, MalformedFrame):
+            return await self._refuse_frame(sid, message)
+        if extra:  # python-socketio would raise TypeError calling us, and send no ack
+            return protocol.failure(protocol.INVALID_FORMAT,
+                                    f"Invalid message format: one argument expected, got {1 + len(extra)}")
         socket = self.sockets.get(sid)
         checked = protocol.check_request(message)
         if isinstance(checked, dict):
