@@ -8,6 +8,7 @@ from aiohttp import web
 
 from shotx.client import MessageError
 from shotx.server import SxServer
+from shotx.server.server import FRAME_HEADROOM
 
 
 def routes(sx):
@@ -142,7 +143,7 @@ def test_constructor_validation_and_chaining():
         sx.set_auth_handler("nope")
     with pytest.raises(ValueError, match="room"):
         sx.to("")
-    assert sx.sio.eio.max_http_buffer_size == 2 * 1024 * 1024
+    assert sx.sio.eio.max_http_buffer_size == 2 * 1024 * 1024 + FRAME_HEADROOM  # the payload limit plus its framing
 
 
 async def test_oversized_raw_message_drops_only_that_connection(start_server, make_client, raw_client, wait_until):
