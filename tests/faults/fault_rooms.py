@@ -1,0 +1,209 @@
+"""A publisher appends room messages while members flap, drop, and are recreated from their store.
+
+One loop publishes message k (``POST /demo/publish?room=``, straight to a
+server: the publisher is the application's backend) and then runs every
+scheduled action due at k, so a seed gives the same actions between the
+same messages. Members are SxClients with SQLite stores connected through
+the fault proxy; each records what its handler got, in handling order.
+
+Member roles (all drawn from the seed):
+
+* ``steady``: joined from the start; only cuts, stalls and kills hit it;
+* ``flapper``: joins at some point, then disconnects and reconnects;
+* ``joindrop``: joins and disconnects before its first message (nothing is
+  published between its join answer and its disconnect), comes back later;
+* ``recreated``: closed with its state in its SQLite store and replaced by
+  a new client on the same file (it must rejoin and resume from there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from shotx.client import SxClient
+
+from fault_processes import ServerProcess
+from proxy import FaultProxy
+
+ROOM = "faults-room"
+ROLES = ["steady", "steady", "flapper", "flapper", "flapper", "flapper",
+         "joindrop", "joindrop", "recreated", "recreated"]
+
+
+@dataclass
+class Member:
+    index: int
+    role: str
+    store: Path
+    url: str
+    client: SxClient | None = None
+    handled: list[tuple[int, str]] = field(default_factory=list)
+    restarts: set[int] = field(default_factory=set)  # indexes into handled where a new client began
+    first_head: int | None = None  # the head in the answer to its first join
+    online: bool = False
+
+    def make_client(self) -> SxClient:
+        client = SxClient(self.url, store=self.store, reconnection_delay=0.05, reconnection_delay_max=0.3)
+        client.on_message("notification", self._handle)
+        self.restarts.add(len(self.handled))
+        self.client = client
+        return client
+
+    def _handle(self, data: Any, meta: dict[str, Any]) -> None:
+        if meta.get("room") == ROOM:
+            self.handled.append((meta["offset"], meta["id"]))
+
+    async def join(self) -> None:
+        """Connect, join (the first join fixes what this member is owed), stay online."""
+        client = self.client or self.make_client()
+        await client.connect("valid", timeout=30)
+        if self.first_head is None:
+            answer = await client.join(ROOM, timeout=30)
+            self.first_head = int(answer["head"])
+        self.online = True
+
+    async def go_offline(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
+        self.online = False
+
+    async def go_online(self) -> None:
+        if self.client is None:
+            await self.join()
+            return
+        await self.client.connect("valid", timeout=30)
+        self.online = True
+
+    async def recreate(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        self.client = None
+        self.make_client()
+        await self.go_online()
+
+    @property
+    def last(self) -> int:
+        return max((offset for offset, _ in self.handled), default=0)
+
+
+def room_schedule(rng: random.Random, total: int, cuts: int, kills: int) -> list[list[Any]]:
+    """``[published_at, action, arg]`` sorted, all drawn from ``rng``."""
+    def at(low: float = 0.05, high: float = 0.9) -> int:
+        return rng.randrange(int(total * low), int(total * high))
+
+    events: list[list[Any]] = [[at(), "cut", None] for _ in range(cuts)]
+    events += [[at(), "stall", round(rng.uniform(0.05, 0.3), 3)] for _ in range(max(1, cuts // 4))]
+    events += [[at(0.2, 0.8), "kill", round(rng.uniform(0.05, 0.3), 3)] for _ in range(kills)]
+    for index, role in enumerate(ROLES):
+        if role == "steady":
+            events.append([0, "join", index])
+            continue
+        start = 0 if role == "recreated" else at(0.0, 0.5)
+        events.append([start, "joindrop" if role == "joindrop" else "join", index])
+        for _ in range(3 if role == "flapper" else 2):
+            down = at(max(0.05, start / total + 0.01), 0.85)
+            if role == "recreated":
+                events.append([down, "recreate", index])
+            elif role == "flapper":
+                events += [[down, "offline", index], [down + rng.randrange(5, 100), "online", index]]
+        if role == "joindrop":
+            events.append([start + rng.randrange(5, 60), "online", index])
+    return sorted(events, key=lambda event: event[0])
+
+
+class RoomRun:
+    def __init__(self, tmp_path: Path, proxy: FaultProxy, servers: list[ServerProcess], total: int) -> None:
+        self.proxy, self.servers, self.total = proxy, servers, total
+        self.members = [Member(index, role, tmp_path / f"member-{index}.sqlite3", proxy.url)
+                        for index, role in enumerate(ROLES)]
+        self.published: list[dict[str, Any]] = []  # acknowledged publishes: {"id", "offset"}
+        self.publish_errors = 0
+        self.kills = 0
+        self.joindrops = 0
+        self.recreated = 0
+        self._turn = 0  # which server the next publish goes to
+        self._stalls: set[asyncio.Task[None]] = set()
+
+    async def _publish(self, session: aiohttp.ClientSession, k: int) -> None:
+        while True:
+            server = self.servers[self._turn % len(self.servers)]
+            self._turn += 1
+            if not server.up.is_set():  # killed and not (yet) restarted: the next one
+                if not any(other.up.is_set() for other in self.servers):
+                    await server.up.wait()
+                continue
+            try:
+                async with session.post(f"{server.url}/demo/publish", params={"room": ROOM}, json={"k": k}) as reply:
+                    if reply.status == 200:
+                        self.published.append(await reply.json())
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            self.publish_errors += 1  # a server died under it, or its store refused: try the next
+
+    async def _act(self, action: str, arg: Any) -> None:
+        if action == "cut":
+            self.proxy.cut()
+        elif action == "stall":
+            task = asyncio.ensure_future(self.proxy.stall(arg))
+            self._stalls.add(task)
+            task.add_done_callback(self._stalls.discard)
+        elif action == "kill":
+            server = self.servers[self.kills % len(self.servers)]
+            await server.kill()
+            self.kills += 1
+            await asyncio.sleep(arg)  # how long the server stays down is the fault itself
+            await server.start()
+        elif action == "join":
+            await self.members[arg].join()
+        elif action == "joindrop":
+            await self.members[arg].join()
+            await self.members[arg].go_offline()  # before any message was published after its join
+            self.joindrops += 1
+        elif action == "offline":
+            await self.members[arg].go_offline()
+        elif action == "online":
+            await self.members[arg].go_online()
+        elif action == "recreate":
+            await self.members[arg].recreate()
+            self.recreated += 1
+
+    async def run(self, schedule: list[list[Any]]) -> None:
+        pending = list(schedule)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for k in range(self.total + 1):
+                while pending and pending[0][0] <= k:
+                    _, action, arg = pending.pop(0)
+                    await self._act(action, arg)
+                if k < self.total:
+                    await self._publish(session, k)
+            for _, action, arg in pending:  # anything scheduled past the end: bring members back
+                if action in ("online", "join"):
+                    await self._act(action, arg)
+        for member in self.members:
+            if not member.online:
+                await member.go_online()
+
+    async def settle(self, head: int, seconds: float) -> bool:
+        """Wait until every member handled the head (what it missed below it will not come)."""
+        deadline = time.monotonic() + seconds
+        while any(member.last < head for member in self.members):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def close(self) -> None:
+        for task in list(self._stalls):
+            task.cancel()
+        for member in self.members:
+            if member.client is not None:
+                await member.client.close()
