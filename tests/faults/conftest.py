@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from fault_processes import PrivateRedis, ServerProcess
+from fault_processes import REDIS_URL, PrivateRedis, ServerProcess
 
-REDIS_URL = os.environ.get("SHOTX_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def truthy(name: str) -> bool:
@@ -87,9 +86,9 @@ async def servers(tmp_path: Path) -> AsyncIterator[Any]:
     made: list[ServerProcess] = []
 
     def make(store: str, runs: Path | None = None, prefix: str = "shotx") -> ServerProcess:
-        index = len(made)
+        index = len(made)  # incarnations 1, 2, ... for the first server, 101, 102, ... for the second
         server = ServerProcess(store, runs or tmp_path / "runs.jsonl", tmp_path / f"server-{index}.log",
-                               prefix=prefix)
+                               prefix=prefix, incarnation=100 * index)
         made.append(server)
         return server
 
@@ -138,3 +137,16 @@ async def private_redis() -> AsyncIterator[PrivateRedis]:
     await server.start()
     yield server
     await server.kill()
+
+
+@pytest.fixture
+def client_log(caplog: pytest.LogCaptureFixture) -> Any:
+    """``client_log()`` -> counts of what the clients in this process logged: errors, failed joins."""
+    caplog.set_level("WARNING", logger="shotx")
+
+    def counts() -> dict[str, int]:
+        mine = [r for r in caplog.records if r.name.startswith("shotx.client")]
+        return {"client_errors": sum(r.levelname == "ERROR" for r in mine),
+                "join_failures": sum("join" in r.getMessage() and "failed" in r.getMessage() for r in mine)}
+
+    return counts

@@ -45,6 +45,7 @@ class SendTally:
     twice_in_window: list[Key] = field(default_factory=list)
     failed_but_ran: list[Key] = field(default_factory=list)
     out_of_order: int = 0
+    out_of_order_resends: int = 0  # of those, first runs of a copy flagged meta.resend
     window_max_ms: float = 0.0
 
 
@@ -68,7 +69,7 @@ def tally_sends(ledger: SendLedger, runs: list[dict[str, Any]], kills: list[tupl
     kill_times = dict(kills)
     ran: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     refused: dict[Key, int] = defaultdict(int)
-    first_order: dict[int, list[int]] = defaultdict(list)
+    first_order: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     for line in runs:
         key = (line["c"], line["n"])
         if "refused" in line:
@@ -76,7 +77,7 @@ def tally_sends(ledger: SendLedger, runs: list[dict[str, Any]], kills: list[tupl
         else:
             ran[key].append(line)
         if len(ran[key]) + refused[key] == 1:
-            first_order[key[0]].append(key[1])
+            first_order[key[0]].append((key[1], bool(line.get("resend"))))
     for key, type_ in ledger.sent.items():
         runs_of = ran.get(key, []) if type_ == "fault_send" else [{}] * refused.get(key, 0)
         answered = key in ledger.acked or key in ledger.failed or key in ledger.orphaned
@@ -96,9 +97,10 @@ def tally_sends(ledger: SendLedger, runs: list[dict[str, Any]], kills: list[tupl
             tally.window_max_ms = max(tally.window_max_ms, gap * 1000)
     for order in first_order.values():
         highest = -1
-        for n in order:
+        for n, resent in order:
             if n < highest:
                 tally.out_of_order += 1
+                tally.out_of_order_resends += resent
             highest = max(highest, n)
     return tally
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 FAULT_SERVER = Path(__file__).parent / "fault_server.py"
+REDIS_URL = os.environ.get("SHOTX_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:

@@ -23,12 +23,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
 from shotx.client import SxClient
 
+from fault_ledger import tally_member
 from fault_processes import ServerProcess
 from proxy import FaultProxy
 
@@ -93,7 +95,8 @@ class Member:
         return max((offset for offset, _ in self.handled), default=0)
 
 
-def room_schedule(rng: random.Random, total: int, cuts: int, kills: int) -> list[list[Any]]:
+def room_schedule(rng: random.Random, total: int, cuts: int, kills: int,
+                  roles: list[str] = ROLES) -> list[list[Any]]:
     """``[published_at, action, arg]`` sorted, all drawn from ``rng``."""
     def at(low: float = 0.05, high: float = 0.9) -> int:
         return rng.randrange(int(total * low), int(total * high))
@@ -101,7 +104,7 @@ def room_schedule(rng: random.Random, total: int, cuts: int, kills: int) -> list
     events: list[list[Any]] = [[at(), "cut", None] for _ in range(cuts)]
     events += [[at(), "stall", round(rng.uniform(0.05, 0.3), 3)] for _ in range(max(1, cuts // 4))]
     events += [[at(0.2, 0.8), "kill", round(rng.uniform(0.05, 0.3), 3)] for _ in range(kills)]
-    for index, role in enumerate(ROLES):
+    for index, role in enumerate(roles):
         if role == "steady":
             events.append([0, "join", index])
             continue
@@ -119,10 +122,12 @@ def room_schedule(rng: random.Random, total: int, cuts: int, kills: int) -> list
 
 
 class RoomRun:
-    def __init__(self, tmp_path: Path, proxy: FaultProxy, servers: list[ServerProcess], total: int) -> None:
+    def __init__(self, tmp_path: Path, proxy: FaultProxy, servers: list[ServerProcess], total: int,
+                 roles: list[str] = ROLES, actions: dict[str, Callable[[Any], Awaitable[None]]] | None = None) -> None:
         self.proxy, self.servers, self.total = proxy, servers, total
         self.members = [Member(index, role, tmp_path / f"member-{index}.sqlite3", proxy.url)
-                        for index, role in enumerate(ROLES)]
+                        for index, role in enumerate(roles)]
+        self.actions = actions or {}  # more actions a test schedules (a Redis restart)
         self.published: list[dict[str, Any]] = []  # acknowledged publishes: {"id", "offset"}
         self.publish_errors = 0
         self.kills = 0
@@ -132,6 +137,7 @@ class RoomRun:
         self._stalls: set[asyncio.Task[None]] = set()
 
     async def _publish(self, session: aiohttp.ClientSession, k: int) -> None:
+        failures = 0
         while True:
             server = self.servers[self._turn % len(self.servers)]
             self._turn += 1
@@ -147,6 +153,8 @@ class RoomRun:
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
             self.publish_errors += 1  # a server died under it, or its store refused: try the next
+            failures += 1
+            assert failures < 100, f"publish {k} failed 100 times in a row"
 
     async def _act(self, action: str, arg: Any) -> None:
         if action == "cut":
@@ -174,6 +182,8 @@ class RoomRun:
         elif action == "recreate":
             await self.members[arg].recreate()
             self.recreated += 1
+        else:
+            await self.actions[action](arg)
 
     async def run(self, schedule: list[list[Any]]) -> None:
         pending = list(schedule)
@@ -207,3 +217,37 @@ class RoomRun:
         for member in self.members:
             if member.client is not None:
                 await member.client.close()
+
+
+TALLIED = ("lost", "twice", "twice_in_window", "out_of_order", "wrong_id")
+
+
+def tally_room(members: list[Member], log: dict[int, str], heads: dict[int, int] | None = None,
+               only: set[str] | None = None) -> tuple[dict[str, int], dict[str, Any]]:
+    """Totals over members (and, per member with any fault, the details): each against ``log``.
+
+    ``heads`` overrides where a member's count starts (default: its first
+    join's head); ``only`` keeps the handled messages with these ids (one
+    history of a room whose log was replaced).
+    """
+    head = max(log, default=0)
+    totals = dict.fromkeys(TALLIED, 0)
+    by_member: dict[str, Any] = {}
+    for member in members:
+        after = (heads or {}).get(member.index, member.first_head or 0)
+        handled, restarts = [], set()
+        for index, (offset, message_id) in enumerate(member.handled):
+            if index in member.restarts:
+                restarts.add(len(handled))
+            if only is None or message_id in only:
+                handled.append((offset, message_id))
+        tally = tally_member(handled, log, after, head, restarts)
+        for name in TALLIED:
+            totals[name] += getattr(tally, name)
+        if any(getattr(tally, name) for name in TALLIED):
+            client = member.client
+            by_member[f"{member.index}:{member.role}"] = {
+                **vars(tally), "after": after, "handled": len(handled),
+                "last_join_answer": client.join_answers.get(ROOM) if client else None,
+                "state": client.state if client else None, "offset": client.rooms.offsets if client else None}
+    return totals, by_member

@@ -7,7 +7,7 @@ whose every run is written to ``--runs`` with one ``os.write`` on an
 the OS, so a line written is a run that happened, and the test can count
 runs per message id across kills.
 
-* ``fault_send``: records ``{"id", "c", "n", "inc", "t"}`` and answers
+* ``fault_send``: records ``{"id", "c", "n", "inc", "t", "run", "resend"}`` and answers
   ``{"id", "inc", "run"}`` (which incarnation and which of its runs
   answered, so the client side knows which run its ack came from);
 * ``fault_refuse``: records a refusal and raises, so the sender is told the
@@ -47,7 +47,7 @@ def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> 
     async def fault_send(data: Any, socket: SxSocket, meta: dict[str, Any]) -> dict[str, Any]:
         count[0] += 1
         record({"id": meta.get("id"), "c": data.get("c"), "n": data.get("n"), "inc": incarnation,
-                "t": time.time(), "run": count[0]})
+                "t": time.time(), "run": count[0], "resend": bool(meta.get("resend"))})
         return {"id": meta.get("id"), "inc": incarnation, "run": count[0]}
 
     @sx.on_message("fault_refuse")
@@ -73,7 +73,9 @@ def main() -> None:
     parser.add_argument("--runs", required=True)
     parser.add_argument("--incarnation", type=int, default=1)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    # SHOTX_FAULT_SERVER_LOG=INFO puts every join (sid, since, replayed) in the server's log file
+    logging.basicConfig(level=os.environ.get("SHOTX_FAULT_SERVER_LOG", "WARNING"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = _bind("127.0.0.1", args.port)
     app = build_app(open_store(args.store, redis_prefix=args.prefix), None, 0)
     add_fault_routes(app, args.runs, args.incarnation)

@@ -15,8 +15,8 @@ import time
 
 from shotx.server import SqliteStore
 
-from fault_ledger import digest, tally_member
-from fault_rooms import ROOM, RoomRun, room_schedule
+from fault_ledger import digest
+from fault_rooms import ROOM, RoomRun, room_schedule, tally_room
 from proxy import FaultProxy
 
 
@@ -30,18 +30,13 @@ async def read_log(store) -> dict[int, str]:
     return {entry.offset: entry.id for entry in entries}
 
 
-def room_figures(run, log, settled, proxy, seed, schedule, seconds, sends=0):
+def room_figures(run, log, settled, proxy, seed, schedule, seconds, **extra):
     head = max(log, default=0)
-    tallies = {member.index: tally_member(member.handled, log, member.first_head or 0, head, member.restarts)
-               for member in run.members}
-    total = {name: sum(getattr(t, name) for t in tallies.values())
-             for name in ("lost", "twice", "twice_in_window", "out_of_order", "wrong_id")}
-    parts = dict(sends=sends, room_messages=len(run.published), members=len(run.members), cuts=proxy.counts.cuts,
+    total, by_member = tally_room(run.members, log)
+    parts = dict(sends=0, room_messages=len(run.published), members=len(run.members), cuts=proxy.counts.cuts,
                  kills=run.kills, **total, head=head, settled=settled, joindrops=run.joindrops,
                  recreated=run.recreated, stalls=proxy.counts.stalls, publish_errors=run.publish_errors,
-                 seconds=round(seconds, 1), seed=seed, schedule=digest(schedule))
-    by_member = {f"{m.index}:{m.role}": vars(tallies[m.index]) for m in run.members
-                 if any(getattr(tallies[m.index], n) for n in total)}
+                 connections_cut=proxy.counts.connections_cut, **extra, seconds=round(seconds, 1), seed=seed, schedule=digest(schedule))
     return "faults: " + " ".join(f"{k}={v}" for k, v in parts.items()), total, by_member
 
 
@@ -56,7 +51,8 @@ def assert_rooms(total, by_member, run, log):
     assert total["wrong_id"] == 0, f"handled ids that are not the log's at their offset: {by_member}"
 
 
-async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, servers, rng, seed, soak, figures):
+async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, servers, rng, seed, soak, figures,
+                                                                   client_log):
     total, cuts, kills = (10_000, 50, 3) if soak else (2_000, 20, 1)
     schedule = room_schedule(rng, total, cuts, kills)
     store_path = tmp_path / "server.sqlite3"
@@ -76,6 +72,7 @@ async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, serv
         await server.stop()
     log = await read_log(SqliteStore(store_path))
     line, total_counts, by_member = room_figures(run, log, settled, proxy, seed, schedule,
-                                                 time.monotonic() - started)
+                                                 time.monotonic() - started, **client_log())
     figures(line)
+    assert proxy.counts.connections_cut > 0 and run.kills == kills, "the faults did not happen"
     assert_rooms(total_counts, by_member, run, log)

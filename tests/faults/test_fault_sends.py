@@ -24,7 +24,8 @@ WINDOW = 0.25  # seconds between a first run and the SIGKILL that may make it ru
 def figures_line(tally, run, proxy, seed, schedule, seconds, **extra):
     parts = dict(sends=run.total, room_messages=0, cuts=proxy.counts.cuts, kills=run.kills,
                  lost=len(tally.lost), twice=len(tally.twice), twice_in_window=len(tally.twice_in_window),
-                 out_of_order=tally.out_of_order, failed_but_ran=len(tally.failed_but_ran),
+                 out_of_order=tally.out_of_order, out_of_order_resends=tally.out_of_order_resends,
+                 failed_but_ran=len(tally.failed_but_ran), connections_cut=proxy.counts.connections_cut,
                  stalls=proxy.counts.stalls, recreated=run.recreated, window_max_ms=round(tally.window_max_ms, 1),
                  **extra, seconds=round(seconds, 1), seed=seed, schedule=digest(schedule))
     return "faults: " + " ".join(f"{name}={value}" for name, value in parts.items())
@@ -43,7 +44,7 @@ def assert_promise(tally, run, finished):
     assert all(key in run.ledger.failed or key in run.ledger.orphaned for key in refused), "a refusal was acked"
 
 
-async def test_sends_through_cuts_and_kills_run_once(tmp_path, servers, rng, seed, soak, figures):
+async def test_sends_through_cuts_and_kills_run_once(tmp_path, servers, rng, seed, soak, figures, client_log):
     total, cuts, kills = (10_000, 50, 3) if soak else (2_000, 20, 2)
     schedule = send_schedule(rng, total, cuts, kills, recreations=3, clients=CLIENTS)
     server = servers(str(tmp_path / "server.sqlite3"))
@@ -59,5 +60,6 @@ async def test_sends_through_cuts_and_kills_run_once(tmp_path, servers, rng, see
         await proxy.close()
         await server.stop()
     tally = tally_sends(run.ledger, read_runs(server.runs), server.kills, WINDOW)
-    figures(figures_line(tally, run, proxy, seed, schedule, time.monotonic() - started))
+    figures(figures_line(tally, run, proxy, seed, schedule, time.monotonic() - started, **client_log()))
+    assert proxy.counts.connections_cut > 0 and run.kills == kills, "the faults did not happen"
     assert_promise(tally, run, finished)
