@@ -68,8 +68,7 @@ def figures(request: pytest.FixtureRequest) -> Any:
         held = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
         with held:  # past pytest's capture, so the line shows without -s
             if reporter is not None:
-                reporter.ensure_newline()
-                reporter.write_line(line)
+                reporter.write("\n" + line + "\n")  # on a line of its own, after the progress dots
             else:
                 print(line, flush=True)
         path = os.environ.get("SHOTX_FAULT_FIGURES")
