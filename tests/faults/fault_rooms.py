@@ -28,13 +28,14 @@ from typing import Any
 
 import aiohttp
 
-from shotx.client import SxClient
+from shotx.client import SxClient, SxError
 
 from fault_ledger import tally_member
 from fault_processes import ServerProcess
 from proxy import FaultProxy
 
 ROOM = "faults-room"
+JOIN_TIMEOUT = 10  # seconds the application gives connect() and join()
 ROLES = ["steady", "steady", "flapper", "flapper", "flapper", "flapper",
          "joindrop", "joindrop", "recreated", "recreated"]
 
@@ -50,6 +51,7 @@ class Member:
     restarts: set[int] = field(default_factory=set)  # indexes into handled where a new client began
     first_head: int | None = None  # the head in the answer to its first join
     online: bool = False
+    errors: list[str] = field(default_factory=list)  # connects and joins the app was told did not complete
 
     def make_client(self) -> SxClient:
         client = SxClient(self.url, store=self.store, reconnection_delay=0.05, reconnection_delay_max=0.3)
@@ -62,13 +64,24 @@ class Member:
         if meta.get("room") == ROOM:
             self.handled.append((meta["offset"], meta["id"]))
 
-    async def join(self) -> None:
-        """Connect, join (the first join fixes what this member is owed), stay online."""
+    async def join(self, head_now: int) -> None:
+        """Connect, join (the first join fixes what this member is owed), stay online.
+
+        An application is told when a connect or a join does not complete in
+        time (the client goes on retrying in the background); counted in
+        ``errors``, and the member is then owed what comes after ``head_now``,
+        the head when it asked to join.
+        """
         client = self.client or self.make_client()
-        await client.connect("valid", timeout=30)
-        if self.first_head is None:
-            answer = await client.join(ROOM, timeout=30)
-            self.first_head = int(answer["head"])
+        try:
+            await client.connect("valid", timeout=JOIN_TIMEOUT)
+            if self.first_head is None:
+                answer = await client.join(ROOM, timeout=JOIN_TIMEOUT)
+                self.first_head = int(answer["head"])
+        except SxError as error:
+            self.errors.append(f"{type(error).__name__}: {error}")
+            if self.first_head is None:
+                self.first_head = head_now
         self.online = True
 
     async def go_offline(self) -> None:
@@ -76,19 +89,15 @@ class Member:
             await self.client.disconnect()
         self.online = False
 
-    async def go_online(self) -> None:
-        if self.client is None:
-            await self.join()
-            return
-        await self.client.connect("valid", timeout=30)
-        self.online = True
+    async def go_online(self, head_now: int) -> None:
+        await self.join(head_now)
 
-    async def recreate(self) -> None:
+    async def recreate(self, head_now: int) -> None:
         if self.client is not None:
             await self.client.close()
         self.client = None
         self.make_client()
-        await self.go_online()
+        await self.join(head_now)
 
     @property
     def last(self) -> int:
@@ -136,6 +145,15 @@ class RoomRun:
         self._turn = 0  # which server the next publish goes to
         self._stalls: set[asyncio.Task[None]] = set()
 
+    @property
+    def head_now(self) -> int:
+        """The highest offset acknowledged so far (publishes are one at a time)."""
+        return max((entry["offset"] for entry in self.published[-1:]), default=0)
+
+    @property
+    def member_errors(self) -> int:
+        return sum(len(member.errors) for member in self.members)
+
     async def _publish(self, session: aiohttp.ClientSession, k: int) -> None:
         failures = 0
         while True:
@@ -170,17 +188,17 @@ class RoomRun:
             await asyncio.sleep(arg)  # how long the server stays down is the fault itself
             await server.start()
         elif action == "join":
-            await self.members[arg].join()
+            await self.members[arg].join(self.head_now)
         elif action == "joindrop":
-            await self.members[arg].join()
+            await self.members[arg].join(self.head_now)
             await self.members[arg].go_offline()  # before any message was published after its join
             self.joindrops += 1
         elif action == "offline":
             await self.members[arg].go_offline()
         elif action == "online":
-            await self.members[arg].go_online()
+            await self.members[arg].go_online(self.head_now)
         elif action == "recreate":
-            await self.members[arg].recreate()
+            await self.members[arg].recreate(self.head_now)
             self.recreated += 1
         else:
             await self.actions[action](arg)
@@ -200,7 +218,7 @@ class RoomRun:
                     await self._act(action, arg)
         for member in self.members:
             if not member.online:
-                await member.go_online()
+                await member.go_online(self.head_now)
 
     async def settle(self, head: int, seconds: float) -> bool:
         """Wait until every member handled the head (what it missed below it will not come)."""
@@ -248,6 +266,6 @@ def tally_room(members: list[Member], log: dict[int, str], heads: dict[int, int]
             client = member.client
             by_member[f"{member.index}:{member.role}"] = {
                 **vars(tally), "after": after, "handled": len(handled),
-                "last_join_answer": client.join_answers.get(ROOM) if client else None,
-                "state": client.state if client else None, "offset": client.rooms.offsets if client else None}
+                "last_join_answer": client.join_answers.get(ROOM) if client else None, "errors": member.errors[:3],
+                "offset": client.rooms.offsets if client else None}
     return totals, by_member

@@ -84,7 +84,8 @@ async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, red
                  out_of_order=send_figures["out_of_order"] + room_figures["out_of_order"],
                  failed_but_ran=send_figures["failed_but_ran"], send_lost=send_figures["lost"],
                  room_lost=room_figures["lost"], out_of_order_resends=tally.out_of_order_resends,
-                 settled=settled, publish_errors=rooms.publish_errors, **client_log(),
+                 settled=settled, publish_errors=rooms.publish_errors, member_errors=rooms.member_errors,
+                 **client_log(),
                  seconds=round(time.monotonic() - started, 1), seed=seed,
                  schedule=digest([rooms_schedule, sends_schedule])))
     assert proxy.counts.connections_cut > 0 and rooms.kills == 1, "the faults did not happen"
@@ -134,7 +135,7 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
                  old_history_lost=old["lost"], new_history_lost=new["lost"], old_head=max(old_log, default=0),
                  new_head=max(new_log, default=0), send_out_of_order=tally.out_of_order,
                  out_of_order_resends=tally.out_of_order_resends, settled=settled,
-                 publish_errors=rooms.publish_errors, **client_log(),
+                 publish_errors=rooms.publish_errors, member_errors=rooms.member_errors, **client_log(),
                  seconds=round(time.monotonic() - started, 1), seed=seed, schedule=digest(schedule)))
     assert private_redis.restarts == 1 and old_log, "Redis was not restarted under a log"
     assert_all(send_counts(tally), room_counts, {"old history": old_members, "new history": new_members},

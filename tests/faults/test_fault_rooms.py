@@ -36,7 +36,8 @@ def room_figures(run, log, settled, proxy, seed, schedule, seconds, **extra):
     parts = dict(sends=0, room_messages=len(run.published), members=len(run.members), cuts=proxy.counts.cuts,
                  kills=run.kills, **total, head=head, settled=settled, joindrops=run.joindrops,
                  recreated=run.recreated, stalls=proxy.counts.stalls, publish_errors=run.publish_errors,
-                 connections_cut=proxy.counts.connections_cut, **extra, seconds=round(seconds, 1), seed=seed, schedule=digest(schedule))
+                 member_errors=run.member_errors, connections_cut=proxy.counts.connections_cut, **extra,
+                 seconds=round(seconds, 1), seed=seed, schedule=digest(schedule))
     return "faults: " + " ".join(f"{k}={v}" for k, v in parts.items()), total, by_member
 
 
