@@ -8,12 +8,10 @@ Redis tests skip without a Redis on a laptop and fail when ``CI`` is truthy.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +20,6 @@ from typing import Any
 import pytest
 
 from fault_processes import REDIS_URL, PrivateRedis, ServerProcess
-
 
 
 def truthy(name: str) -> bool:

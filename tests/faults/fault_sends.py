@@ -10,19 +10,17 @@ which must send them (its outbox is the only place they are).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from shotx.client import MessageError, SxClient
+from shotx.client import SxClient
 
 from fault_ledger import Key, SendLedger
 from fault_processes import ServerProcess
 from proxy import FaultProxy
 
-log = logging.getLogger("shotx.faults")
 IN_FLIGHT = 32  # unanswered sends per client at a time: faults land mid-stream, not after it
 REFUSE_EVERY = 97
 
@@ -166,5 +164,3 @@ class SendRun:
         for future in self.futures.values():
             future.cancel()
 
-
-__all__ = ["MessageError", "SendRun", "send_schedule"]

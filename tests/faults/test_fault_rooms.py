@@ -41,7 +41,7 @@ def room_figures(run, log, settled, proxy, seed, schedule, seconds, **extra):
     return "faults: " + " ".join(f"{k}={v}" for k, v in parts.items()), total, by_member
 
 
-def assert_rooms(total, by_member, run, log):
+def assert_rooms(total, by_member, run, log, settled):
     assert len(log) >= len(run.published), "the log holds fewer messages than were acknowledged"
     published = {entry["offset"]: entry["id"] for entry in run.published}
     assert all(log.get(offset) == message_id for offset, message_id in published.items()), \
@@ -50,6 +50,7 @@ def assert_rooms(total, by_member, run, log):
     assert total["twice"] == 0, f"room messages handled twice, per member: {by_member}"
     assert total["out_of_order"] == 0, f"room messages out of order, per member: {by_member}"
     assert total["wrong_id"] == 0, f"handled ids that are not the log's at their offset: {by_member}"
+    assert settled, "a member had not handled the head 20 s after the last publish (late or stuck)"
 
 
 async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, servers, rng, seed, soak, figures,
@@ -76,4 +77,4 @@ async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, serv
                                                  time.monotonic() - started, **client_log())
     figures(line)
     assert proxy.counts.connections_cut > 0 and run.kills == kills, "the faults did not happen"
-    assert_rooms(total_counts, by_member, run, log)
+    assert_rooms(total_counts, by_member, run, log, settled)
