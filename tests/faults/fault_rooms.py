@@ -36,6 +36,7 @@ from proxy import FaultProxy
 
 ROOM = "faults-room"
 JOIN_TIMEOUT = 10  # seconds the application gives connect() and join()
+SETTLE = 10  # seconds members get, after the last publish, to handle the head
 ROLES = ["steady", "steady", "flapper", "flapper", "flapper", "flapper",
          "joindrop", "joindrop", "recreated", "recreated"]
 
@@ -73,16 +74,19 @@ class Member:
         the head when it asked to join.
         """
         client = self.client or self.make_client()
+        self.online = True
         try:
             await client.connect("valid", timeout=JOIN_TIMEOUT)
-            if self.first_head is None:
-                answer = await client.join(ROOM, timeout=JOIN_TIMEOUT)
-                self.first_head = int(answer["head"])
+        except SxError as error:  # it goes on connecting; a join is remembered and sent on connect
+            self.errors.append(f"{type(error).__name__}: {error}")
+        if self.first_head is not None:
+            return
+        try:
+            answer = await client.join(ROOM, timeout=JOIN_TIMEOUT)
+            self.first_head = int(answer["head"])
         except SxError as error:
             self.errors.append(f"{type(error).__name__}: {error}")
-            if self.first_head is None:
-                self.first_head = head_now
-        self.online = True
+            self.first_head = head_now
 
     async def go_offline(self) -> None:
         if self.client is not None:

@@ -17,7 +17,7 @@ from shotx.server import RedisStore
 
 from fault_ledger import digest, tally_sends
 from fault_processes import REDIS_URL, read_runs
-from fault_rooms import ROOM, RoomRun, room_schedule, tally_room
+from fault_rooms import ROOM, SETTLE, RoomRun, room_schedule, tally_room
 from fault_sends import SendRun, send_schedule
 from proxy import FaultProxy
 
@@ -53,7 +53,7 @@ def assert_all(sends, rooms, by_member, tally, finished, settled, send_run):
     assert sends["failed_but_ran"] == 0, f"told failed, yet ran: {details}"
     assert sends["out_of_order"] == 0 and rooms["out_of_order"] == 0, f"out of order: {details}"
     assert rooms["wrong_id"] == 0, f"ids that are not the log's: {details}"
-    assert settled, f"a member had not handled the head 20 s after the last publish (late or stuck): {details}"
+    assert settled, f"a member had not handled the head {SETTLE} s after the last publish (late or stuck): {details}"
 
 
 async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, redis_prefix, rng, seed, soak,
@@ -69,7 +69,7 @@ async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, red
     try:
         await sends.connect_all()
         _, finished = await asyncio.gather(rooms.run(rooms_schedule), sends.run(sends_schedule, budget=90))
-        settled = await rooms.settle(max((p["offset"] for p in rooms.published), default=0), 20)
+        settled = await rooms.settle(max((p["offset"] for p in rooms.published), default=0), SETTLE)
         log = await read_log(REDIS_URL, redis_prefix)
     finally:
         await sends.close()
@@ -116,7 +116,7 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
         await sends.connect_all()
         _, finished = await asyncio.gather(rooms.run(schedule), sends.run(send_schedule(rng, 400, 3, 0, 0, 4), 60))
         new_log = await read_log(private_redis.url, "shotx")
-        settled = await rooms.settle(max(new_log, default=0), 20)
+        settled = await rooms.settle(max(new_log, default=0), SETTLE)
     finally:
         await sends.close()
         await rooms.close()
@@ -140,4 +140,4 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
     assert private_redis.restarts == 1 and old_log, "Redis was not restarted under a log"
     assert_all(send_counts(tally), room_counts, {"old history": old_members, "new history": new_members},
                tally, finished, True, sends)
-    assert settled, "a member had not handled the new history's head 20 s after the last publish"
+    assert settled, f"a member had not handled the new history's head {SETTLE} s after the last publish"

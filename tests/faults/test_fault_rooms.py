@@ -16,7 +16,7 @@ import time
 from shotx.server import SqliteStore
 
 from fault_ledger import digest
-from fault_rooms import ROOM, RoomRun, room_schedule, tally_room
+from fault_rooms import ROOM, SETTLE, RoomRun, room_schedule, tally_room
 from proxy import FaultProxy
 
 
@@ -50,7 +50,7 @@ def assert_rooms(total, by_member, run, log, settled):
     assert total["twice"] == 0, f"room messages handled twice, per member: {by_member}"
     assert total["out_of_order"] == 0, f"room messages out of order, per member: {by_member}"
     assert total["wrong_id"] == 0, f"handled ids that are not the log's at their offset: {by_member}"
-    assert settled, "a member had not handled the head 20 s after the last publish (late or stuck)"
+    assert settled, f"a member had not handled the head {SETTLE} s after the last publish (late or stuck)"
 
 
 async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, servers, rng, seed, soak, figures,
@@ -67,7 +67,7 @@ async def test_room_messages_reach_flapping_members_in_order_once(tmp_path, serv
     try:
         await run.run(schedule)
         head = max((entry["offset"] for entry in run.published), default=0)
-        settled = await run.settle(head, 20)
+        settled = await run.settle(head, SETTLE)
     finally:
         await run.close()
         await proxy.close()
