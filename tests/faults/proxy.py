@@ -8,7 +8,11 @@ reconnect through the proxy to whichever server is up. Faults:
   frame is on its way), as a network drop does;
 * ``stall(seconds)`` holds every byte in both directions for a while, then
   lets it through (a congested link; the socket stays up);
-* every chunk is delayed by a few milliseconds drawn from the seed.
+* every chunk is delayed by a few milliseconds drawn from the seed;
+* ``cut_on_server_bytes(pattern)`` cuts the connection whose server side
+  sends ``pattern`` next, dropping that chunk: a precise fault ("the answer
+  to this request is lost with its connection"). Server-to-client frames are
+  not masked, so a JSON key is visible in them; client frames are masked.
 
 Which fault happens when is the test's decision (a schedule drawn from the
 same seed, keyed to progress, not to wall-clock time), so a run's fault
@@ -62,6 +66,7 @@ class FaultProxy:
         self._open = asyncio.Event()
         self._open.set()
         self._server: asyncio.Server | None = None
+        self._cut_on: tuple[bytes, asyncio.Event] | None = None
         self.port = 0
 
     @classmethod
@@ -87,6 +92,12 @@ class FaultProxy:
         self.counts.cuts += 1
         self.counts.connections_cut += len(links)
         return len(links)
+
+    def cut_on_server_bytes(self, pattern: bytes) -> asyncio.Event:
+        """Arm a one-shot cut: the next server chunk holding ``pattern`` is dropped with its connection."""
+        fired = asyncio.Event()
+        self._cut_on = (pattern, fired)
+        return fired
 
     async def stall(self, seconds: float) -> None:
         """Hold all traffic for ``seconds`` (new bytes wait; nothing is dropped)."""
@@ -128,8 +139,8 @@ class FaultProxy:
         up_reader, up_writer = upstream
         link = _Link(writer, up_writer)
         delays = random.Random(self.rng.random())  # per connection: draws do not race across links
-        link.tasks = [asyncio.ensure_future(self._pipe(reader, up_writer, link, delays)),
-                      asyncio.ensure_future(self._pipe(up_reader, writer, link, delays))]
+        link.tasks = [asyncio.ensure_future(self._pipe(reader, up_writer, link, delays, False)),
+                      asyncio.ensure_future(self._pipe(up_reader, writer, link, delays, True))]
         self._links.add(link)
         try:
             await asyncio.gather(*link.tasks, return_exceptions=True)
@@ -137,12 +148,21 @@ class FaultProxy:
             self._links.discard(link)
             link.abort()
 
+    def _armed_cut(self, chunk: bytes) -> bool:
+        if self._cut_on is None or self._cut_on[0] not in chunk:
+            return False
+        self._cut_on[1].set()
+        self._cut_on = None
+        self.counts.cuts += 1
+        self.counts.connections_cut += 1
+        return True
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link,
-                    delays: random.Random) -> None:
+                    delays: random.Random, from_server: bool) -> None:
         try:
             while True:
                 chunk = await reader.read(CHUNK)
-                if not chunk:
+                if not chunk or (from_server and self._armed_cut(chunk)):
                     break
                 if self.max_delay:
                     await asyncio.sleep(delays.random() * self.max_delay)
