@@ -53,7 +53,7 @@ def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> 
     @sx.on_message("fault_refuse")
     async def fault_refuse(data: Any, socket: SxSocket, meta: dict[str, Any]) -> None:
         record({"refused": meta.get("id"), "c": data.get("c"), "n": data.get("n"), "inc": incarnation,
-                "t": time.time()})
+                "t": time.time(), "resend": bool(meta.get("resend"))})
         raise ValueError("refused on purpose: nothing was done")
 
 
