@@ -23,7 +23,7 @@ from fault_processes import REDIS_URL, PrivateRedis, ServerProcess
 
 
 def truthy(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}  # as tests/browser/conftest.py reads CI
 
 
 IN_CI = truthy("CI")
