@@ -35,7 +35,7 @@ from fault_processes import ServerProcess
 from proxy import FaultProxy
 
 ROOM = "faults-room"
-JOIN_TIMEOUT = 10  # seconds the application gives connect() and join()
+JOIN_TIMEOUT = 5  # seconds the application gives connect() and join() (loopback: plenty)
 SETTLE = 10  # seconds members get, after the last publish, to handle the head
 ROLES = ["steady", "steady", "flapper", "flapper", "flapper", "flapper",
          "joindrop", "joindrop", "recreated", "recreated"]

@@ -58,7 +58,7 @@ def assert_all(sends, rooms, by_member, tally, finished, settled, send_run):
 
 async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, redis_prefix, rng, seed, soak,
                                                            figures, client_log):
-    total = 4_000 if soak else 1_000
+    total = 4_000 if soak else 600
     first, second = servers(REDIS_URL, prefix=redis_prefix), servers(REDIS_URL, prefix=redis_prefix)
     await asyncio.gather(first.start(), second.start())
     proxy = await FaultProxy.start([("127.0.0.1", first.port), ("127.0.0.1", second.port)], rng.randrange(2**31))
@@ -94,7 +94,7 @@ async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, red
 
 async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, private_redis, rng, seed, figures,
                                                             client_log):
-    total = 600
+    total, sends_total = 400, 300
     server = servers(private_redis.url)
     await server.start()
     proxy = await FaultProxy.start([("127.0.0.1", server.port)], rng.randrange(2**31))
@@ -110,11 +110,11 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
         await private_redis.restart()
 
     rooms = RoomRun(tmp_path, proxy, [server], total, roles, {"redis_restart": restart_redis})
-    sends = SendRun(tmp_path, proxy, [], 4, 400)
+    sends = SendRun(tmp_path, proxy, [], 4, sends_total)
     started, settled, finished = time.monotonic(), False, False
     try:
         await sends.connect_all()
-        _, finished = await asyncio.gather(rooms.run(schedule), sends.run(send_schedule(rng, 400, 3, 0, 0, 4), 60))
+        _, finished = await asyncio.gather(rooms.run(schedule), sends.run(send_schedule(rng, sends_total, 3, 0, 0, 4), 60))
         new_log = await read_log(private_redis.url, "shotx")
         settled = await rooms.settle(max(new_log, default=0), SETTLE)
     finally:
@@ -129,7 +129,7 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
     new, new_members = tally_room(rooms.members, new_log, only=set(new_log.values()),
                                   heads={index: 0 for index in joined_before})
     room_counts = {name: old[name] + new[name] for name in old}
-    figures(line(sends=400, room_messages=len(rooms.published), cuts=proxy.counts.cuts, kills=0,
+    figures(line(sends=sends_total, room_messages=len(rooms.published), cuts=proxy.counts.cuts, kills=0,
                  redis_restarts=private_redis.restarts, lost=len(tally.lost) + room_counts["lost"],
                  twice=len(tally.twice) + room_counts["twice"], out_of_order=room_counts["out_of_order"],
                  old_history_lost=old["lost"], new_history_lost=new["lost"], old_head=max(old_log, default=0),
