@@ -1,0 +1,148 @@
+"""Fault injection: real server processes killed with SIGKILL, a cutting proxy, real Redis.
+
+Seeded: ``SHOTX_FAULT_SEED=<int>`` replays a run's fault schedule (each test
+prints its seed and a digest of its schedule). ``SHOTX_SOAK=1`` (or
+``--soak`` when this folder is on the command line) runs the long version.
+Redis tests skip without a Redis on a laptop and fail when ``CI`` is truthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fault_processes import REDIS_URL, PrivateRedis, ServerProcess
+
+
+def truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}  # as tests/browser/conftest.py reads CI
+
+
+IN_CI = truthy("CI")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="fault tests: the long run (10,000 sends, 50 cuts, 3 kills); also SHOTX_SOAK=1")
+
+
+@pytest.fixture
+def soak(request: pytest.FixtureRequest) -> bool:
+    option = False
+    with contextlib.suppress(ValueError):
+        option = bool(request.config.getoption("--soak"))
+    return option or truthy("SHOTX_SOAK")
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The run's seed: ``SHOTX_FAULT_SEED`` or a fresh one (printed in the figures line)."""
+    given = os.environ.get("SHOTX_FAULT_SEED")
+    return int(given) if given else random.SystemRandom().randrange(1, 2**31)
+
+
+@pytest.fixture
+def rng(seed: int, request: pytest.FixtureRequest) -> random.Random:
+    """One Random per test, from the seed and the test's name (tests do not share draws)."""
+    return random.Random(f"{seed}:{request.node.name}")
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Any:
+    """``figures("faults: sends=...")``: one line to the terminal whether or not ``-s`` is given."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        held = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+        with held:  # past pytest's capture, so the line shows without -s
+            if reporter is not None:
+                reporter.write("\n" + line + "\n")  # on a line of its own, after the progress dots
+            else:
+                print(line, flush=True)
+        path = os.environ.get("SHOTX_FAULT_FIGURES")
+        if path:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(f"{request.node.nodeid} {line}\n")
+
+    return write
+
+
+@pytest.fixture
+async def servers(tmp_path: Path) -> AsyncIterator[Any]:
+    """``make(store, runs=..., prefix=...)`` -> a not yet started :class:`ServerProcess`; all stopped afterwards."""
+    made: list[ServerProcess] = []
+
+    def make(store: str, runs: Path | None = None, prefix: str = "shotx") -> ServerProcess:
+        index = len(made)  # incarnations 1, 2, ... for the first server, 101, 102, ... for the second
+        server = ServerProcess(store, runs or tmp_path / "runs.jsonl", tmp_path / f"server-{index}.log",
+                               prefix=prefix, incarnation=100 * index)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        await server.stop()
+
+
+def _redis_or_skip(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except (redis.ConnectionError, OSError) as error:
+        if IN_CI:
+            pytest.fail(f"CI needs a Redis at {url}: {error}")
+        pytest.skip(f"no Redis at {url}")
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the machine's Redis; its keys are deleted afterwards."""
+    import redis
+
+    _redis_or_skip(REDIS_URL)
+    prefix = f"shotx-faults-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("CI needs redis-server on PATH for the Redis restart test")
+        pytest.skip("no redis-server on PATH")
+    server = PrivateRedis(binary)
+    await server.start()
+    yield server
+    await server.kill()
+
+
+@pytest.fixture
+def client_log(caplog: pytest.LogCaptureFixture) -> Any:
+    """``client_log()`` -> counts of what the clients in this process logged: errors, failed joins."""
+    caplog.set_level("WARNING", logger="shotx")
+
+    def counts() -> dict[str, int]:
+        mine = [r for r in caplog.records if r.name.startswith("shotx.client")]
+        return {"client_errors": sum(r.levelname == "ERROR" for r in mine),
+                "join_failures": sum("join" in r.getMessage() and "failed" in r.getMessage() for r in mine)}
+
+    return counts

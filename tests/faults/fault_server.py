@@ -1,0 +1,87 @@
+"""The server the fault tests run as a subprocess, kill with SIGKILL and restart.
+
+It is the demo server (``shotx.server.__main__.build_app``: token ``valid``
+or ``user-*``, ``publish``, ``POST /demo/publish?room=r``) plus two routes
+whose every run is written to ``--runs`` with one ``os.write`` on an
+``O_APPEND`` file before the handler returns: SIGKILL ends the process, not
+the OS, so a line written is a run that happened, and the test can count
+runs per message id across kills.
+
+* ``fault_send``: records ``{"id", "c", "n", "inc", "t", "run", "resend"}`` and answers
+  ``{"id", "inc", "run"}`` (which incarnation and which of its runs
+  answered, so the client side knows which run its ack came from);
+* ``fault_refuse``: records a refusal and raises, so the sender is told the
+  send failed and nothing was done.
+
+``python tests/faults/fault_server.py --port 0 --store s.sqlite3 --runs runs.jsonl --incarnation 1``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket as pysocket
+import time
+from typing import Any
+
+from aiohttp import web
+
+from shotx.server.__main__ import build_app
+from shotx.server.server import open_store
+from shotx.server.socket import SxSocket
+
+
+def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> None:
+    from shotx.server.__main__ import SX
+
+    sx = app[SX]
+    runs_fd = os.open(runs_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    count = [0]
+
+    def record(line: dict[str, Any]) -> None:
+        os.write(runs_fd, (json.dumps(line) + "\n").encode())
+
+    @sx.on_message("fault_send")
+    async def fault_send(data: Any, socket: SxSocket, meta: dict[str, Any]) -> dict[str, Any]:
+        count[0] += 1
+        record({"id": meta.get("id"), "c": data.get("c"), "n": data.get("n"), "inc": incarnation,
+                "t": time.time(), "run": count[0], "resend": bool(meta.get("resend"))})
+        return {"id": meta.get("id"), "inc": incarnation, "run": count[0]}
+
+    @sx.on_message("fault_refuse")
+    async def fault_refuse(data: Any, socket: SxSocket, meta: dict[str, Any]) -> None:
+        record({"refused": meta.get("id"), "c": data.get("c"), "n": data.get("n"), "inc": incarnation,
+                "t": time.time(), "resend": bool(meta.get("resend"))})
+        raise ValueError("refused on purpose: nothing was done")
+
+
+def _bind(host: str, port: int) -> pysocket.socket:
+    sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+    sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    return sock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--prefix", default="shotx")
+    parser.add_argument("--runs", required=True)
+    parser.add_argument("--incarnation", type=int, default=1)
+    args = parser.parse_args()
+    # SHOTX_FAULT_SERVER_LOG=INFO puts every join (sid, since, replayed) in the server's log file
+    logging.basicConfig(level=os.environ.get("SHOTX_FAULT_SERVER_LOG", "WARNING"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sock = _bind("127.0.0.1", args.port)
+    app = build_app(open_store(args.store, redis_prefix=args.prefix), None, 0)
+    add_fault_routes(app, args.runs, args.incarnation)
+    print(f"fault server listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    web.run_app(app, sock=sock, print=None, handle_signals=True)
+
+
+if __name__ == "__main__":
+    main()

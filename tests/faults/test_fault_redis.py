@@ -1,0 +1,143 @@
+"""Shared (Redis) delivery under faults: two server processes, one killed; Redis restarted under a server.
+
+Promise under test (README, "Several server processes: Redis", "Delivery
+guarantees", issue 8): sends and room messages keep the single-server
+promises when clients move between processes that share a Redis; a Redis
+that comes back empty (no persistence here, on purpose) is a new history of
+every room, which members must get from its start, and sends keep running
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shotx.server import RedisStore
+
+from fault_ledger import digest, tally_sends
+from fault_processes import REDIS_URL, read_runs
+from fault_rooms import ROOM, SETTLE, RoomRun, room_schedule, tally_room
+from fault_sends import SendRun, send_schedule
+from proxy import FaultProxy
+
+WINDOW = 0.25
+ROLES = ["steady", "steady", "flapper", "flapper", "joindrop", "recreated"]
+
+
+async def read_log(url: str, prefix: str) -> dict[int, str]:
+    store = RedisStore(url, prefix=prefix)
+    await store.open()
+    try:
+        return {entry.offset: entry.id for entry in await store.read(ROOM, 0, 1_000_000)}
+    finally:
+        await store.close()
+
+
+def line(**parts) -> str:
+    return "faults: " + " ".join(f"{name}={value}" for name, value in parts.items())
+
+
+def send_counts(tally) -> dict[str, int]:
+    return {"lost": len(tally.lost), "twice": len(tally.twice), "twice_in_window": len(tally.twice_in_window),
+            "failed_but_ran": len(tally.failed_but_ran), "out_of_order": tally.out_of_order}
+
+
+def assert_all(sends, rooms, by_member, tally, finished, settled, send_run):
+    failed = sorted({text for key, text in send_run.ledger.failed.items()
+                     if send_run.ledger.sent[key] == "fault_send"})[:5]
+    details = f"sends {sends} {tally.lost[:5]} twice {tally.twice[:5]} app told {failed}; rooms {rooms} {by_member}"
+    assert finished, f"not every send was answered in time: {details}"
+    assert sends["lost"] == 0 and rooms["lost"] == 0, f"lost: {details}"
+    assert sends["twice"] == 0 and rooms["twice"] == 0, f"twice outside the crash window: {details}"
+    assert sends["failed_but_ran"] == 0, f"told failed, yet ran: {details}"
+    assert sends["out_of_order"] == 0 and rooms["out_of_order"] == 0, f"out of order: {details}"
+    assert rooms["wrong_id"] == 0, f"ids that are not the log's: {details}"
+    assert settled, f"a member had not handled the head {SETTLE} s after the last publish (late or stuck): {details}"
+
+
+async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, redis_prefix, rng, seed, soak,
+                                                           figures, client_log):
+    total = 4_000 if soak else 600
+    first, second = servers(REDIS_URL, prefix=redis_prefix), servers(REDIS_URL, prefix=redis_prefix)
+    await asyncio.gather(first.start(), second.start())
+    proxy = await FaultProxy.start([("127.0.0.1", first.port), ("127.0.0.1", second.port)], rng.randrange(2**31))
+    rooms_schedule = room_schedule(rng, total, 8, 1, ROLES)  # the kill: the first server, restarted later
+    sends_schedule = send_schedule(rng, total, 8, 0, recreations=1, clients=4)
+    rooms, sends = RoomRun(tmp_path, proxy, [first, second], total, ROLES), SendRun(tmp_path, proxy, [], 4, total)
+    started, settled, finished = time.monotonic(), False, False
+    try:
+        await sends.connect_all()
+        _, finished = await asyncio.gather(rooms.run(rooms_schedule), sends.run(sends_schedule, budget=90))
+        settled = await rooms.settle(max((p["offset"] for p in rooms.published), default=0), SETTLE)
+        log = await read_log(REDIS_URL, redis_prefix)
+    finally:
+        await sends.close()
+        await rooms.close()
+        await proxy.close()
+        await asyncio.gather(first.stop(), second.stop())
+    tally = tally_sends(sends.ledger, read_runs(first.runs), first.kills + second.kills, WINDOW)
+    send_figures, (room_figures, by_member) = send_counts(tally), tally_room(rooms.members, log)
+    figures(line(sends=total, room_messages=len(rooms.published), cuts=proxy.counts.cuts, kills=rooms.kills,
+                 lost=send_figures["lost"] + room_figures["lost"], twice=send_figures["twice"] + room_figures["twice"],
+                 twice_in_window=send_figures["twice_in_window"] + room_figures["twice_in_window"],
+                 out_of_order=send_figures["out_of_order"] + room_figures["out_of_order"],
+                 failed_but_ran=send_figures["failed_but_ran"], send_lost=send_figures["lost"],
+                 room_lost=room_figures["lost"], out_of_order_resends=tally.out_of_order_resends,
+                 settled=settled, publish_errors=rooms.publish_errors, member_errors=rooms.member_errors,
+                 **client_log(),
+                 seconds=round(time.monotonic() - started, 1), seed=seed,
+                 schedule=digest([rooms_schedule, sends_schedule])))
+    assert proxy.counts.connections_cut > 0 and rooms.kills == 1, "the faults did not happen"
+    assert_all(send_figures, room_figures, by_member, tally, finished, settled, sends)
+
+
+async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, private_redis, rng, seed, figures,
+                                                            client_log):
+    total, sends_total = 400, 300
+    server = servers(private_redis.url)
+    await server.start()
+    proxy = await FaultProxy.start([("127.0.0.1", server.port)], rng.randrange(2**31))
+    roles = ["steady", "steady", "steady", "flapper", "flapper", "recreated"]
+    schedule = sorted(room_schedule(rng, total, 5, 0, roles) + [[total // 2, "redis_restart", None]],
+                      key=lambda event: event[0])
+    old_log: dict[int, str] = {}
+    joined_before: set[int] = set()  # members whose first join was in the old history
+
+    async def restart_redis(_: object) -> None:
+        old_log.update(await read_log(private_redis.url, "shotx"))
+        joined_before.update(m.index for m in rooms.members if m.first_head is not None)
+        await private_redis.restart()
+
+    rooms = RoomRun(tmp_path, proxy, [server], total, roles, {"redis_restart": restart_redis})
+    sends = SendRun(tmp_path, proxy, [], 4, sends_total)
+    started, settled, finished = time.monotonic(), False, False
+    try:
+        await sends.connect_all()
+        _, finished = await asyncio.gather(rooms.run(schedule), sends.run(send_schedule(rng, sends_total, 3, 0, 0, 4), 60))
+        new_log = await read_log(private_redis.url, "shotx")
+        settled = await rooms.settle(max(new_log, default=0), SETTLE)
+    finally:
+        await sends.close()
+        await rooms.close()
+        await proxy.close()
+        await server.stop()
+    tally = tally_sends(sends.ledger, read_runs(server.runs), server.kills, WINDOW)
+    old_head = max(old_log, default=0)
+    old, old_members = tally_room(rooms.members, old_log, only=set(old_log.values()),
+                                  heads={m.index: old_head for m in rooms.members if m.index not in joined_before})
+    new, new_members = tally_room(rooms.members, new_log, only=set(new_log.values()),
+                                  heads={index: 0 for index in joined_before})
+    room_counts = {name: old[name] + new[name] for name in old}
+    figures(line(sends=sends_total, room_messages=len(rooms.published), cuts=proxy.counts.cuts, kills=0,
+                 redis_restarts=private_redis.restarts, lost=len(tally.lost) + room_counts["lost"],
+                 twice=len(tally.twice) + room_counts["twice"], out_of_order=room_counts["out_of_order"],
+                 old_history_lost=old["lost"], new_history_lost=new["lost"], old_head=max(old_log, default=0),
+                 new_head=max(new_log, default=0), send_out_of_order=tally.out_of_order,
+                 out_of_order_resends=tally.out_of_order_resends, settled=settled,
+                 publish_errors=rooms.publish_errors, member_errors=rooms.member_errors, **client_log(),
+                 seconds=round(time.monotonic() - started, 1), seed=seed, schedule=digest(schedule)))
+    assert private_redis.restarts == 1 and old_log, "Redis was not restarted under a log"
+    assert_all(send_counts(tally), room_counts, {"old history": old_members, "new history": new_members},
+               tally, finished, True, sends)
+    assert settled, f"a member had not handled the new history's head {SETTLE} s after the last publish"
