@@ -117,6 +117,9 @@ class SxServer:
         self.sockets: dict[str, SxSocket] = {}
         self.room_locks = RoomLocks()
         self.delivery_order = DeliveryOrder()
+        # Per connection, handlers start in arrival order (the outbox's order), even
+        # when an earlier message first awaits its remembered reply in the store.
+        self.start_order = DeliveryOrder()
         self._background_tasks: set[asyncio.Task[None]] = set()
         self._opened: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -131,7 +134,8 @@ class SxServer:
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
         self.room_messages = RoomMessageSender(self.sio)
-        self.shared = (SharedDelivery(self.store, self.room_locks, self._send_to_members, self.has_members)
+        self.shared = (SharedDelivery(self.store, self.room_locks, self._send_to_members, self.has_members,
+                                      self._send_members_away)
                        if isinstance(self.store, SharedStore) else None)
         self._shared_task: asyncio.Task[None] | None = None
         self._replies_as_text = self.sio.packet_class is SxPacket
@@ -253,6 +257,11 @@ class SxServer:
     async def _send_to_members(self, entry: LogEntry) -> None:
         await self.room_messages.send(entry, room=entry.room)
 
+    async def _send_members_away(self, room: str) -> None:
+        """Disconnect this process's members of ``room`` (our client reconnects and rejoins at once)."""
+        for sid, _ in list(self.sio.manager.get_participants("/", room)):
+            await self.sio.disconnect(sid)
+
     def has_members(self, room: str) -> bool:
         return bool(self.sio.manager.rooms.get("/", {}).get(room))
 
@@ -329,7 +338,7 @@ class SxServer:
             await self.sio.enter_room(socket.sid, room)
             entered = True
             if self.shared is not None:
-                self.shared.joined(room, plan.head)
+                self.shared.joined(room, plan.head, plan.epoch)
             if plan.marks_backlog_delivered:
                 await self.store.mark_delivered(room, plan.head)
         except BaseException:
@@ -480,11 +489,22 @@ class SxServer:
         handler, takes_meta = found
         run = functools.partial(run_handler, handler, (data, socket, meta) if takes_meta else (data, socket),
                                 self.handler_timeout, sid, type_)
+        previous, mine = self.start_order.take(sid)  # on arrival, before any await
+
+        async def run_in_turn() -> str:
+            await self.start_order.wait(previous)  # earlier messages of this connection started
+            self.start_order.done(sid, mine)
+            return await run()
+
         message_id = meta.get("id")
-        if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
-            text = await run()
-        else:
-            text = await self.replies.once(socket.resend_key, message_id, run, resent=bool(meta.get("resend")))
+        try:
+            if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
+                text = await run_in_turn()
+            else:
+                text = await self.replies.once(socket.resend_key, message_id, run_in_turn,
+                                               resent=bool(meta.get("resend")))
+        finally:
+            self.start_order.done(sid, mine)
         # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value
         return JsonText(text) if self._replies_as_text else json.loads(text)
 

@@ -39,9 +39,12 @@ class SharedDelivery:
     """One server process's deliveries from a shared store's stream of appends (see above)."""
 
     def __init__(self, store: SharedStore, room_locks: RoomLocks,
-                 send: Callable[[LogEntry], Awaitable[None]], has_members: Callable[[str], bool]) -> None:
+                 send: Callable[[LogEntry], Awaitable[None]], has_members: Callable[[str], bool],
+                 replaced: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.store, self.room_locks, self.send, self.has_members = store, room_locks, send, has_members
+        self.replaced = replaced
         self._last: dict[str, int] = {}  # room -> highest offset delivered live here
+        self._epochs: dict[str, str] = {}  # room -> the history those offsets count in
         self._marks: dict[str, int] = {}  # room -> offset delivered here, not yet marked in the store
         self._marking: asyncio.Task[None] | None = None
         self._closed = False
@@ -69,6 +72,8 @@ class SharedDelivery:
         """After a gap in the stream: deliver what each room with members here missed, from the log."""
         for room, last in list(self._last.items()):
             try:
+                if await self._history_replaced(room):
+                    continue
                 entries = await self.store.read(room, last, CATCH_UP_PAGE)
                 while entries:
                     for entry in entries:
@@ -77,18 +82,39 @@ class SharedDelivery:
             except Exception:
                 log.exception("room %s: catching up after offset %d failed", room, last)
 
-    def joined(self, room: str, head: int) -> None:
+    async def _history_replaced(self, room: str) -> bool:
+        """Is the room's log another history than the one delivered here (a Redis
+        that came back empty)? Its offsets then mean nothing to the members here:
+        going on would hand them the new log's entries past their old offsets as
+        if they followed on, and skip the rest. They are sent away instead
+        (``replaced``), and rejoin with their epoch: the join replays the new
+        history from its start and tells them (``reset: new_history``)."""
+        known = self._epochs.get(room)
+        if known is None or (await self.store.bounds(room)).epoch == known:
+            return False
+        log.warning("room %s: its log is a new history (the store lost the old one): members here rejoin", room)
+        async with self.room_locks.hold(room):
+            self._last.pop(room, None)
+            self._epochs.pop(room, None)
+            if self.replaced is not None:
+                await self.replaced(room)
+        return True
+
+    def joined(self, room: str, head: int, epoch: str = "") -> None:
         """A join (holding the room's lock) replays up to ``head``: live delivery here
         goes on from there, so that an entry the stream misses right after the
         join is filled from the log, and catch-up after a dropped subscription
         covers the room. An offset already kept for the room stays: entries
         between it and ``head`` are still on their way in the stream."""
         self._last.setdefault(room, head)
+        if epoch:
+            self._epochs.setdefault(room, epoch)
 
     async def deliver(self, entry: LogEntry) -> None:
         async with self.room_locks.hold(entry.room):
             if not self.has_members(entry.room):
                 self._last.pop(entry.room, None)  # a later join replays from the log
+                self._epochs.pop(entry.room, None)
                 return
             last = self._last.get(entry.room)
             if last is not None and entry.offset <= last:

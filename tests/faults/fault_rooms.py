@@ -53,10 +53,13 @@ class Member:
     first_head: int | None = None  # the head in the answer to its first join
     online: bool = False
     errors: list[str] = field(default_factory=list)  # connects and joins the app was told did not complete
+    _late_join: asyncio.Future[None] | None = None  # waits for the answer of a join that timed out
+    gaps: list[str] = field(default_factory=list)  # the reasons of the gaps its client reported
 
     def make_client(self) -> SxClient:
         client = SxClient(self.url, store=self.store, reconnection_delay=0.05, reconnection_delay_max=0.3)
         client.on_message("notification", self._handle)
+        client.on_gap(lambda gap: self.gaps.append(gap.reason))
         self.restarts.add(len(self.handled))
         self.client = client
         return client
@@ -85,8 +88,18 @@ class Member:
             answer = await client.join(ROOM, timeout=JOIN_TIMEOUT)
             self.first_head = int(answer["head"])
         except SxError as error:
+            # The join is still on its way (sent on the next connect): the member's
+            # position starts where the server answers it, as for any first join.
             self.errors.append(f"{type(error).__name__}: {error}")
             self.first_head = head_now
+            self._late_join = asyncio.ensure_future(self._take_late_answer(client))
+
+    async def _take_late_answer(self, client: SxClient) -> None:
+        try:
+            answer = await client.join(ROOM, timeout=0)
+        except SxError:
+            return
+        self.first_head = int(answer["head"])
 
     async def go_offline(self) -> None:
         if self.client is not None:
@@ -237,6 +250,8 @@ class RoomRun:
         for task in list(self._stalls):
             task.cancel()
         for member in self.members:
+            if member._late_join is not None:
+                member._late_join.cancel()
             if member.client is not None:
                 await member.client.close()
 
