@@ -52,18 +52,40 @@ def outbox_size(page: Page, db: str) -> int:
     return count
 
 
-def stored_offset(page: Page, db: str, room: str) -> int | None:
-    """The room's offset as IndexedDB holds it (committed), read from JavaScript."""
-    offset: int | None = page.evaluate("""([db, room]) => new Promise((resolve, reject) => {
-        const open = indexedDB.open(db);
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const get = open.result.transaction("rooms", "readonly").objectStore("rooms").get(room);
-          get.onsuccess = () => { resolve(get.result ? get.result.offset : null); open.result.close(); };
-          get.onerror = () => reject(get.error);
+def wait_for_stored_offset(page: Page, db: str, room: str, offset: int, timeout: float = 10_000) -> None:
+    """Wait until IndexedDB has committed ``room``'s offset at ``offset`` or later.
+
+    The page handles a room message, then stores its offset: a tab closed in
+    between gets the message again on its next visit (at-least-once to
+    handlers). A test of "no message twice" must close the tab after this.
+    """
+    # Playwright's wait_for_function does not await a predicate's promise, so
+    # the page polls its own IndexedDB (each read a fresh transaction).
+    page.evaluate("""([db, room, offset, timeout]) => new Promise((resolve, reject) => {
+        const deadline = performance.now() + timeout;
+        const check = () => {
+          const open = indexedDB.open(db);
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const get = open.result.transaction("rooms", "readonly").objectStore("rooms").get(room);
+            get.onerror = () => { open.result.close(); reject(get.error); };
+            get.onsuccess = () => {
+              open.result.close();
+              const stored = get.result ? get.result.offset : null;
+              if (stored !== null && stored >= offset) resolve(stored);
+              else if (performance.now() > deadline) reject(new Error(
+                `Timeout: ${room}'s stored offset is ${stored}, not yet ${offset}`));
+              else setTimeout(check, 20);
+            };
+          };
         };
-      })""", [db, room])
-    return offset
+        check();
+      })""", [db, room, offset, timeout])
+
+
+def shown_offset(page: Page, n: int) -> int:
+    """The room offset of the message numbered ``n`` on the page (its data-offset)."""
+    return int(page.locator(f'#messages li[data-n="{n}"]').get_attribute("data-offset") or "-1")
 
 
 def click_when_queued_at_most(page: Page, count: int, button: str, timeout: float = 30_000) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from demo_page import LOAD, debug, outbox_size, page_url, publish, texts_handled
+from demo_page import LOAD, debug, outbox_size, page_url, publish, shown_offset, texts_handled, wait_for_stored_offset
 from playwright.sync_api import Page, expect
 
 
@@ -58,6 +58,9 @@ def test_room_messages_sent_while_the_tab_was_closed_arrive_once_in_order(contex
     for n in range(1, 4):
         publish(demo_server, room, n)
     expect(first.locator("#received")).to_have_text("3", timeout=10_000)
+    # Handled, then stored: close the tab only once the offset is committed,
+    # or message 3 comes again (as promised: at-least-once to handlers).
+    wait_for_stored_offset(first, "closed-tab", room, shown_offset(first, 3))
     first.close()
     for n in range(4, 9):
         publish(demo_server, room, n)
