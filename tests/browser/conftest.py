@@ -14,21 +14,25 @@ Fixtures for tests in this folder (pytest-playwright's sync ``page`` and
 * ``console_log``: console messages and page errors; printed when the test fails.
 
 Missing prerequisites (no Chromium, no ``web/dist``) skip the browser tests
-on a developer machine but fail them when ``CI=true``, so CI can never pass
+on a developer machine but fail them when ``CI`` is set (``tests/ci_env.py``), so CI can never pass
 by running nothing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from demo_servers import ROOT, DemoServer
-from page_logs import ConsoleLog, NetLog
-from playwright.sync_api import BrowserContext, Page, Playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ci_env
+from ci_env import in_ci  # noqa: E402
+from demo_servers import ROOT, DemoServer  # noqa: E402
+from page_logs import ConsoleLog, NetLog  # noqa: E402
+from playwright.sync_api import BrowserContext, Page, Playwright  # noqa: E402
 
 DIST = ROOT / "web" / "dist"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
@@ -43,13 +47,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def skip_or_fail(reason: str) -> NoReturn:
     """Skip on a developer machine; fail in CI, where a skip would look green."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
 
 
