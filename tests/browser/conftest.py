@@ -31,11 +31,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ci_env
 from ci_env import in_ci  # noqa: E402
 from demo_servers import ROOT, DemoServer  # noqa: E402
-from page_logs import ConsoleLog, NetLog  # noqa: E402
+from page_logs import ConsoleLog, CrashLog, NetLog  # noqa: E402
 from playwright.sync_api import BrowserContext, Page, Playwright  # noqa: E402
 
 DIST = ROOT / "web" / "dist"
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+# Debian's binary before its /usr/bin wrapper: the wrapper adds flags of its
+# own (--enable-gpu-rasterization next to our --disable-gpu) and its /dev/shm
+# size check breaks where findmnt prints two lines (`[: unexpected operator`).
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 # The machine's network is closed: without the background-networking flags
 # Chromium keeps trying (and failing) to reach Google's services.
 CHROMIUM_ARGS = [
@@ -46,6 +49,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # Shared memory in /tmp, not /dev/shm (64 MB in a default Docker
+    # container). Playwright passes it too; said here so that no launcher's
+    # defaults decide it.
+    "--disable-dev-shm-usage",
 ]
 
 
@@ -178,3 +185,17 @@ def console_log(
     yield log
     if failed(request):
         print("--- browser console ---\n" + log.text())
+
+
+@pytest.fixture(autouse=True)
+def crash_log(request: pytest.FixtureRequest) -> Iterator[CrashLog | None]:
+    """For every test with a browser context: renderer crashes, with what the
+    machine had at that moment, printed when the test fails."""
+    if "context" not in request.fixturenames:
+        yield None
+        return
+    log = CrashLog()
+    log.attach(request.getfixturevalue("context"))
+    yield log
+    if log.crashes and failed(request):
+        print("--- renderer crashes ---\n" + "\n".join(log.crashes))
