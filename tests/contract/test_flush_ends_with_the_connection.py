@@ -56,7 +56,8 @@ async def until(predicate: Any, what: str, timeout: float = 20.0) -> None:
 async def test_disconnect_mid_flush_gives_back_the_flush_lock(start_demo_server, tmp_path: Path) -> None:
     server, lock = start_demo_server(), asyncio.Lock()
     store = SharedLockStore(SqliteStore(tmp_path / "client.sqlite3"), lock)
-    client = SxClient(server.url, store=store, reconnection_delay=0.05, reconnection_delay_max=0.2)  # type: ignore[arg-type]
+    client = SxClient(server.url, store=store,  # type: ignore[arg-type]
+                      reconnection_delay=0.05, reconnection_delay_max=0.2)
     try:
         for i in range(COUNT):  # queued offline, persisted: flushed as stored records on connect
             await client.queue("test_route", {"text": f"lock-{i}"})
