@@ -315,6 +315,10 @@ class SxClient:
         return self.auth_data
 
     async def _drop_connection(self) -> None:
+        """End the connection, whoever ended it. A transport reports no
+        disconnect for our own ``disconnect()`` (transport.py), so the end
+        is marked here, and the sender's flush ends with it."""
+        self._lost.set()
         await self.sender.stop()
         try:
             await self.transport.disconnect()

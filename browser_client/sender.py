@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
@@ -53,7 +54,7 @@ class Sender:
         self._in_flight = 0  # emitted on this connection, ack not seen yet
         self._window_open = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         # Acked records not yet deleted from the store: deleted in batches, so
         # a flush of a thousand costs tens of store writes, not a thousand.
         self._unremoved: set[str] = set()
@@ -63,6 +64,10 @@ class Sender:
         # a future per record: a future costs event-loop callbacks per ack).
         self._owed: set[str] = set()
         self._owed_settled = asyncio.Event()
+        # This connection's end and its flush of stored records (see stop()).
+        self._ended = asyncio.Event()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._lock_holder: asyncio.Event | None = None  # the `ended` of the flush holding the lock
 
     def load(self, records: list[OutboxRecord]) -> None:
         self.outbox = Outbox(records)  # their emitted-events come with the flush
@@ -141,18 +146,29 @@ class Sender:
             await asyncio.shield(self._removal_task)
 
     def start(self, lost: asyncio.Event) -> None:
-        """A connection is up (rooms rejoined): resend what is owed, then go live."""
+        """A connection is up (rooms rejoined): resend what is owed, then go live.
+
+        ``lost`` is set when the transport reports a drop; :meth:`stop` ends
+        the connection's work whether or not anything was reported.
+        """
         self._in_flight = 0
         self._queue = deque()
         self._live = False
+        self._ended = ended = asyncio.Event()
         self._pump_task = asyncio.ensure_future(self._pump())
-        self._spawn(self._flush_stored(lost))
+        self._flush_task = self._spawn(self._flush_stored(lost, ended))
 
     async def stop(self) -> None:
+        """End this connection's pump and flush; the flush lock is free (or,
+        if the flush still waits for it, given back the moment it comes)."""
+        self._ended.set()
         pump, self._pump_task = self._pump_task, None
         if pump is not None:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
+        flush, self._flush_task = self._flush_task, None
+        if flush is not None and self._lock_holder is self._ended:
+            await asyncio.gather(flush, return_exceptions=True)
         self._queue.clear()
         self._live = False
         self._in_flight = 0
@@ -191,35 +207,50 @@ class Sender:
             return record.payload()
         return {"meta": {**record.meta, "resend": True}, "data": record.data}
 
-    async def _flush_stored(self, lost: asyncio.Event) -> None:
-        """Resend everything owed, holding the store's flush lock until acked.
+    async def _flush_stored(self, lost: asyncio.Event, ended: asyncio.Event) -> None:
+        """Resend everything owed, holding the store's flush lock until acked
+        or until this connection ends (``lost``: reported; ``ended``: stopped).
 
         Sends made meanwhile wait in the outbox, so the pump emits them after
-        the older records: outbox order is send order.
+        the older records: outbox order is send order. Never cancelled while
+        it waits for the lock: a Web Lock granted to a cancelled request
+        would stay held, so it takes the lock and gives it straight back.
         """
         async with self.store.flush_lock():
-            if lost.is_set():
-                return
-            stored = (await self.store.load()).outbox
-            self.outbox.sync([r for r in stored if r.id not in self._unremoved], keep=self._session_ids)
-            owed = self.outbox.pending()
-            for record in owed:
-                self._emitted.setdefault(record.id, asyncio.Event())
-            self._owed = {record.id for record in owed}
-            self._owed_settled = asyncio.Event()
-            if not owed:
-                self._owed_settled.set()
-            self._queue.extend(owed)
-            self._live = True
-            self._wake.set()
-            settled = asyncio.ensure_future(self._owed_settled.wait())
-            dropped = asyncio.ensure_future(lost.wait())
-            await asyncio.wait({settled, dropped}, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in (settled, dropped):
-                waiter.cancel()
-            await asyncio.gather(settled, dropped, return_exceptions=True)
+            self._lock_holder = ended
+            try:
+                await self._resend_owed(lost, ended)
+            finally:
+                self._lock_holder = None
 
-    def _spawn(self, coro: Any) -> None:
+    async def _resend_owed(self, lost: asyncio.Event, ended: asyncio.Event) -> None:
+        if lost.is_set() or ended.is_set():
+            return
+        stored = (await self.store.load()).outbox
+        if lost.is_set() or ended.is_set():
+            return  # a later connection owns the queue now
+        self.outbox.sync([r for r in stored if r.id not in self._unremoved], keep=self._session_ids)
+        owed = self.outbox.pending()
+        for record in owed:
+            self._emitted.setdefault(record.id, asyncio.Event())
+        self._owed = {record.id for record in owed}
+        self._owed_settled = asyncio.Event()
+        if not owed:
+            self._owed_settled.set()
+        self._queue.extend(owed)
+        self._live = True
+        self._wake.set()
+        waiters = [asyncio.ensure_future(event.wait()) for event in (self._owed_settled, lost, ended)]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task kept referenced until done (the loop holds tasks weakly)."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

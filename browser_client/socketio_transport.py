@@ -1,7 +1,14 @@
-"""CPython transport: python-socketio's AsyncClient, reconnection off."""
+"""CPython transport: python-socketio's AsyncClient, reconnection off.
+
+python-socketio calls its ``disconnect`` handler for a disconnect the client
+asked for too; the transport contract (``transport.py``) says ``disconnect()``
+reports nothing, so every handler and ack checks that its connection is
+still the live one before it reaches the client.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import socketio  # type: ignore[import-untyped]
@@ -16,6 +23,13 @@ class SocketioTransport:
         self.transports = list(transports)
         self._sio: socketio.AsyncClient | None = None
 
+    def _while_live(self, sio: socketio.AsyncClient, fn: Callable[..., None]) -> Callable[..., None]:
+        """``fn``, muted once ``sio`` is no longer this transport's connection."""
+        def call(*args: Any) -> None:
+            if self._sio is sio:
+                fn(*args)
+        return call
+
     async def connect(self, url: str, path: str, auth: dict[str, Any], on_event: EventSink) -> None:
         sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
         refusal: list[str] = []
@@ -24,14 +38,20 @@ class SocketioTransport:
             text = data.get("message") if isinstance(data, dict) else data
             refusal.append(str(text))
 
+        def on_disconnect(reason: Any = None) -> None:
+            self._sio = None  # reported once; later events of this socket are muted
+            on_event("disconnect", str(reason))
+
+        for event in (protocol.AUTH_SUCCESS_EVENT, protocol.MESSAGE_EVENT):
+            sio.on(event, self._while_live(sio, lambda data=None, event=event: on_event(event, data)))
         sio.on("connect_error", on_connect_error)
-        sio.on(protocol.AUTH_SUCCESS_EVENT, lambda data=None: on_event(protocol.AUTH_SUCCESS_EVENT, data))
-        sio.on(protocol.MESSAGE_EVENT, lambda data=None: on_event(protocol.MESSAGE_EVENT, data))
-        sio.on("disconnect", lambda reason=None: on_event("disconnect", reason))
+        sio.on("disconnect", self._while_live(sio, on_disconnect))
+        self._sio = sio  # before connect: auth_success may come with the handshake
         try:
             await sio.connect(url, auth=auth, socketio_path=path.strip("/"), transports=self.transports,
                               wait_timeout=10, retry=False)
         except socketio.exceptions.ConnectionError as error:
+            self._sio = None
             await sio.disconnect()
             http = sio.eio.http  # a refused namespace leaves engineio's session open
             if http is not None and not http.closed:
@@ -40,14 +60,14 @@ class SocketioTransport:
             if reason in protocol.AUTH_CODES:
                 raise AuthError(reason) from None
             raise ConnectError(reason) from None
-        self._sio = sio
 
     async def emit(self, event: str, payload: Any, on_ack: AckCallback | None) -> None:
-        if self._sio is None:
+        sio = self._sio
+        if sio is None:
             raise ConnectError("not connected")
-        await self._sio.emit(event, payload, callback=on_ack)
+        await sio.emit(event, payload, callback=None if on_ack is None else self._while_live(sio, on_ack))
 
     async def disconnect(self) -> None:
-        sio, self._sio = self._sio, None
+        sio, self._sio = self._sio, None  # first: what its disconnect fires is muted
         if sio is not None:
             await sio.disconnect()

@@ -14,24 +14,31 @@ Fixtures for tests in this folder (pytest-playwright's sync ``page`` and
 * ``console_log``: console messages and page errors; printed when the test fails.
 
 Missing prerequisites (no Chromium, no ``web/dist``) skip the browser tests
-on a developer machine but fail them when ``CI=true``, so CI can never pass
+on a developer machine but fail them when ``CI`` is set (``tests/ci_env.py``), so CI can never pass
 by running nothing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from demo_servers import ROOT, DemoServer
-from page_logs import ConsoleLog, NetLog
-from playwright.sync_api import BrowserContext, Page, Playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ci_env
+from ci_env import in_ci  # noqa: E402
+from demo_servers import ROOT, DemoServer  # noqa: E402
+from page_logs import ConsoleLog, CrashLog, NetLog  # noqa: E402
+from playwright.sync_api import BrowserContext, Page, Playwright  # noqa: E402
 
 DIST = ROOT / "web" / "dist"
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+# Debian's binary before its /usr/bin wrapper: the wrapper adds flags of its
+# own (--enable-gpu-rasterization next to our --disable-gpu) and its /dev/shm
+# size check breaks where findmnt prints two lines (`[: unexpected operator`).
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 # The machine's network is closed: without the background-networking flags
 # Chromium keeps trying (and failing) to reach Google's services.
 CHROMIUM_ARGS = [
@@ -42,14 +49,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # Shared memory in /tmp, not /dev/shm (64 MB in a default Docker
+    # container). Playwright passes it too; said here so that no launcher's
+    # defaults decide it.
+    "--disable-dev-shm-usage",
 ]
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def skip_or_fail(reason: str) -> NoReturn:
     """Skip on a developer machine; fail in CI, where a skip would look green."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -175,3 +185,17 @@ def console_log(
     yield log
     if failed(request):
         print("--- browser console ---\n" + log.text())
+
+
+@pytest.fixture(autouse=True)
+def crash_log(request: pytest.FixtureRequest) -> Iterator[CrashLog | None]:
+    """For every test with a browser context: renderer crashes, with what the
+    machine had at that moment, printed when the test fails."""
+    if "context" not in request.fixturenames:
+        yield None
+        return
+    log = CrashLog()
+    log.attach(request.getfixturevalue("context"))
+    yield log
+    if log.crashes and failed(request):
+        print("--- renderer crashes ---\n" + "\n".join(log.crashes))

@@ -86,3 +86,50 @@ class ConsoleLog:
     def text(self) -> str:
         """All lines, one per line, for printing."""
         return "\n".join(self.lines) or "(no console output)"
+
+
+def machine_snapshot() -> str:
+    """What a renderer crash depends on, read from /proc and the file systems.
+
+    Printed with a "Page crashed" failure, so that a crash seen once in CI
+    says whether memory, /dev/shm, /tmp or load was short at that moment.
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    facts: list[str] = []
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        facts.append(f"MemAvailable {meminfo['MemAvailable'].strip()}")
+        facts.append("load " + Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, KeyError, ValueError):
+        pass
+    for folder in ("/dev/shm", "/tmp"):
+        try:
+            facts.append(f"{folder} free {shutil.disk_usage(folder).free // 2**20} MiB")
+        except OSError:
+            facts.append(f"{folder} missing")
+    renderers = 0
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            renderers += b"--type=renderer" in entry.read_bytes()
+        except OSError:
+            continue
+    facts.append(f"{renderers} renderer processes, {os.cpu_count()} CPUs")
+    return "; ".join(facts)
+
+
+@dataclass
+class CrashLog:
+    """Renderer crashes of a context's pages, each with a machine snapshot."""
+
+    crashes: list[str] = field(default_factory=list)
+
+    def attach(self, context: BrowserContext) -> None:
+        for page in context.pages:
+            self._watch(page)
+        context.on("page", self._watch)
+
+    def _watch(self, page: Page) -> None:
+        page.on("crash", lambda crashed: self.crashes.append(f"{crashed.url}: {machine_snapshot()}"))

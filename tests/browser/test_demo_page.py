@@ -4,46 +4,10 @@ offline periods, reloads and closed tabs."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 import uuid
 
+from demo_page import LOAD, debug, outbox_size, page_url, publish, shown_offset, texts_handled, wait_for_stored_offset
 from playwright.sync_api import Page, expect
-
-LOAD = 60_000  # Pyodide's first start on a cold, shared machine
-
-
-def page_url(base: str, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"{base}/?{query}" if query else f"{base}/"
-
-
-def handled(base: str) -> list:
-    with urllib.request.urlopen(f"{base}/demo/handled", timeout=10) as response:
-        return json.load(response)
-
-
-def publish(base: str, room: str, n: int) -> None:
-    request = urllib.request.Request(f"{base}/demo/publish?room={room}", data=json.dumps({"n": n}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(request, timeout=10).read()
-
-
-def outbox_size(page: Page, db: str) -> int:
-    """Count the IndexedDB outbox straight from JavaScript, not through our code."""
-    return page.evaluate("""(db) => new Promise((resolve, reject) => {
-        const open = indexedDB.open(db);
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const tx = open.result.transaction("outbox", "readonly");
-          const count = tx.objectStore("outbox").count();
-          count.onsuccess = () => { resolve(count.result); open.result.close(); };
-        };
-      })""", db)
-
-
-def texts_handled(base: str, prefix: str) -> list[str]:
-    return [d["text"] for d in handled(base) if isinstance(d, dict) and str(d.get("text", "")).startswith(prefix)]
 
 
 def test_page_loads_from_our_origin_only_and_connects(page: Page, demo_server, net_log, console_log):
@@ -85,10 +49,6 @@ def numbers_shown(page: Page) -> list[int]:
     return [int(n) for n in page.locator("#messages li").evaluate_all("items => items.map(i => i.dataset.n)")]
 
 
-def debug(page: Page) -> dict:
-    return json.loads(page.evaluate("shotx_debug()"))
-
-
 def test_room_messages_sent_while_the_tab_was_closed_arrive_once_in_order(context, demo_server, net_log):
     room, url = f"closed-{uuid.uuid4().hex[:8]}", None
     url = page_url(demo_server, room=room, db="closed-tab")
@@ -98,6 +58,9 @@ def test_room_messages_sent_while_the_tab_was_closed_arrive_once_in_order(contex
     for n in range(1, 4):
         publish(demo_server, room, n)
     expect(first.locator("#received")).to_have_text("3", timeout=10_000)
+    # Handled, then stored: close the tab only once the offset is committed,
+    # or message 3 comes again (as promised: at-least-once to handlers).
+    wait_for_stored_offset(first, "closed-tab", room, shown_offset(first, 3))
     first.close()
     for n in range(4, 9):
         publish(demo_server, room, n)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,9 @@ from aiohttp import web
 
 from shotx.client import SxClient
 from shotx.server import SxServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ci_env
+from ci_env import in_ci  # noqa: E402
 
 
 @dataclass
@@ -109,7 +114,7 @@ def redis_url() -> str:
 def redis_prefix() -> Any:
     """A key prefix of this test's own on the test Redis; its keys are deleted afterwards.
 
-    Without a Redis the test skips on a laptop and fails in CI (``CI=true``).
+    Without a Redis the test skips on a laptop and fails in CI (``tests/ci_env.py``).
     Ask for it before ``start_server``, so that it is torn down after the
     servers, whose closing stores still write.
     """
@@ -120,7 +125,7 @@ def redis_prefix() -> Any:
         client.ping()
     except (redis.ConnectionError, OSError) as error:
         client.close()
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"CI needs a Redis at {REDIS_URL}: {error}")
         pytest.skip(f"no Redis at {REDIS_URL}")
     prefix = f"shotx-test-{uuid.uuid4().hex[:12]}"

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from ci_env import in_ci  # tests/ is on sys.path: see conftest.py
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "web" / "node_modules"
@@ -29,7 +30,7 @@ def shotx_routes(sx):
 
 def node_available() -> bool:
     found = shutil.which("node") and (NODE_MODULES / "socket.io-client").is_dir()
-    if not found and os.environ.get("CI") == "true":
+    if not found and in_ci():
         pytest.fail("node and web/node_modules/socket.io-client are required in CI (python3 build.py bundle)")
     return bool(found)
 
