@@ -21,15 +21,13 @@ by running nothing.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ci_env
-from ci_env import in_ci  # noqa: E402
+from ci_env import in_ci  # tests/ is on sys.path (pyproject.toml)
 from demo_servers import ROOT, DemoServer  # noqa: E402
 from page_logs import ConsoleLog, CrashLog, NetLog  # noqa: E402
 from playwright.sync_api import BrowserContext, Page, Playwright  # noqa: E402

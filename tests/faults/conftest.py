@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_env import TRUTHY, in_ci
 
 from fault_processes import REDIS_URL, PrivateRedis, ServerProcess
 
 
+IN_CI = in_ci()
+
+
 def truthy(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}  # as tests/browser/conftest.py reads CI
-
-
-IN_CI = truthy("CI")
+    """An environment flag read as CI is (tests/ci_env.py)."""
+    return os.environ.get(name, "").strip().lower() in TRUTHY
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -16,7 +16,6 @@ import threading
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from shotx.client import protocol
 from shotx.client.errors import MessageError, SxError
 from shotx.client.inbox import Inbox
 from shotx.client.sender import reply_data

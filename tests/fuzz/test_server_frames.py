@@ -22,10 +22,11 @@ import uuid
 from typing import Any
 
 import pytest
+from ci_env import in_ci
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shotx.client import SxClient, protocol
+from shotx.client import SxClient
 
 import fuzz_frames as frames
 from fuzz_oracle import Oracle, check_envelope
@@ -156,7 +157,7 @@ def redis_store() -> Any:
         client.ping()
     except (redis.ConnectionError, OSError) as error:
         client.close()
-        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+        if in_ci():
             pytest.fail(f"CI needs a Redis at {REDIS_URL}: {error}")
         pytest.skip(f"no Redis at {REDIS_URL}")
     prefix = f"shotx-fuzz-{uuid.uuid4().hex[:12]}"

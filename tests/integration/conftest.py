@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +17,7 @@ from aiohttp import web
 from shotx.client import SxClient
 from shotx.server import SxServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ci_env
-from ci_env import in_ci  # noqa: E402
+from ci_env import in_ci  # tests/ is on sys.path (pyproject.toml)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ci_env import in_ci  # tests/ is on sys.path: see conftest.py
+from ci_env import in_ci  # tests/ is on sys.path (pyproject.toml)
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "web" / "node_modules"
