@@ -148,6 +148,7 @@ def room_schedule(rng: random.Random, total: int, cuts: int, kills: int,
 
 
 class RoomRun:
+    behind: list[str] = []  # after a settle that timed out: who was behind, and how
     def __init__(self, tmp_path: Path, proxy: FaultProxy, servers: list[ServerProcess], total: int,
                  roles: list[str] = ROLES, actions: dict[str, Callable[[Any], Awaitable[None]]] | None = None) -> None:
         self.proxy, self.servers, self.total = proxy, servers, total
@@ -240,8 +241,11 @@ class RoomRun:
     async def settle(self, head: int, seconds: float) -> bool:
         """Wait until every member handled the head (what it missed below it will not come)."""
         deadline = time.monotonic() + seconds
-        while any(member.last < head for member in self.members):
+        while behind := [member for member in self.members if member.last < head]:
             if time.monotonic() > deadline:
+                self.behind = [f"{m.index}:{m.role} last={m.last} online={m.online} errors={m.errors} "
+                               f"state={m.client.state if m.client else None} "
+                               f"answers={m.client.join_answers if m.client else None}" for m in behind]
                 return False
             await asyncio.sleep(0.02)
         return True
