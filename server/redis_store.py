@@ -56,7 +56,8 @@ if head - floor > tonumber(ARGV[7]) then
   redis.call('HSET', KEYS[1], 'floor', floor)
   redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (floor + 1))
 end
-redis.call('PUBLISH', KEYS[4], cjson.encode({ARGV[1], head, ARGV[2], ARGV[3], ARGV[4], ARGV[5]}))
+redis.call('PUBLISH', KEYS[4], cjson.encode({ARGV[1], head, ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+                                           redis.call('GET', KEYS[5])}))
 return head
 """
 
@@ -256,13 +257,16 @@ class RedisStore:
         """Every entry appended to any room by any process, in each room's offset order.
 
         Raises when the subscription's connection fails; calling again
-        subscribes anew. Redis publishes at most once, so what was published
-        in between is missed: the delivery side fills such gaps from the log.
+        subscribes anew (redis-py may also reconnect and subscribe again by
+        itself, to a Redis that came back empty: each entry carries its
+        room's epoch, so the delivery side sees a replaced log). Redis
+        publishes at most once, so what was published in between is missed:
+        the delivery side fills such gaps from the log.
         """
         if self._pubsub is None or not self._pubsub.subscribed:
             await self._subscribe()
         async for message in self._pubsub.listen():
             if message.get("type") != "message":
                 continue
-            room, offset, message_id, type_, data_json, ts = json.loads(message["data"])
-            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts))
+            room, offset, message_id, type_, data_json, ts, *epoch = json.loads(message["data"])
+            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts), *epoch[:1])

@@ -92,13 +92,16 @@ class SharedDelivery:
         known = self._epochs.get(room)
         if known is None or (await self.store.bounds(room)).epoch == known:
             return False
+        await self._send_away(room)
+        return True
+
+    async def _send_away(self, room: str) -> None:
         log.warning("room %s: its log is a new history (the store lost the old one): members here rejoin", room)
         async with self.room_locks.hold(room):
             self._last.pop(room, None)
             self._epochs.pop(room, None)
             if self.replaced is not None:
                 await self.replaced(room)
-        return True
 
     def joined(self, room: str, head: int, epoch: str = "") -> None:
         """A join (holding the room's lock) replays up to ``head``: live delivery here
@@ -106,11 +109,17 @@ class SharedDelivery:
         join is filled from the log, and catch-up after a dropped subscription
         covers the room. An offset already kept for the room stays: entries
         between it and ``head`` are still on their way in the stream."""
+        if epoch and self._epochs.get(room, epoch) != epoch:  # a new history: the old offsets mean nothing
+            self._last.pop(room, None)
         self._last.setdefault(room, head)
         if epoch:
-            self._epochs.setdefault(room, epoch)
+            self._epochs[room] = epoch
 
     async def deliver(self, entry: LogEntry) -> None:
+        known = self._epochs.get(entry.room)
+        if entry.epoch and known is not None and entry.epoch != known:
+            await self._send_away(entry.room)  # redis-py reconnected to a Redis that came back empty
+            return
         async with self.room_locks.hold(entry.room):
             if not self.has_members(entry.room):
                 self._last.pop(entry.room, None)  # a later join replays from the log

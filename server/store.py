@@ -29,6 +29,9 @@ class LogEntry:
     type: str
     data_json: str
     ts: float
+    # The history it belongs to (RoomBounds.epoch), where the store says: a shared
+    # store's live entries carry it, so that a log replaced under a running server is seen.
+    epoch: str = ""
 
     @property
     def data(self) -> Any:

@@ -264,3 +264,29 @@ async def test_what_a_member_got_live_is_no_backlog_for_the_next_first_joiner(tw
     await newcomer.connect("t")
     answer = await newcomer.join("marked")  # no since: the Shotx backlog, which is empty now
     assert answer["replayed"] == 0 and got == []
+
+
+async def test_a_log_replaced_under_running_servers_is_replayed_from_its_start(two_servers, make_client, wait_until,
+                                                                               redis_url, redis_prefix):
+    """A Redis that comes back empty (redis-py subscribes again by itself) must not hand
+    members the new log's entries as if they followed their old offsets: each live entry
+    carries its room's epoch, and members of a replaced log rejoin, told of the new history."""
+    first, second, _ = two_servers
+    member, got, gaps = make_client(first.url), [], []
+    collect(member, got)
+    member.on_gap(gaps.append)
+    await member.connect("t")
+    await member.join("swap")
+    for n in (1, 2, 3):
+        await second.sx.to("swap").send("n", {"n": n})
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # the room's log, bounds and epoch are gone, as in a Redis that restarted empty
+        await direct.delete(*[key async for key in direct.scan_iter(match=f"{redis_prefix}:room:swap:*")])
+    finally:
+        await direct.aclose()
+    await second.sx.to("swap").send("n", {"n": 100})  # offset 1 of a new history
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3), (1, 100)])
+    assert [(gap.reason, gap.since, gap.head) for gap in gaps] == [("new_history", 3, 1)]
+    await second.sx.to("swap").send("n", {"n": 101})
+    await wait_until(lambda: got[-1] == (2, 101))
