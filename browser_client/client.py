@@ -23,7 +23,7 @@ from typing import Any
 from . import protocol
 from .core import Backoff, Outbox, RoomBook, SeenIds
 from .errors import AuthError, ConnectError, JoinRefused, MessageError, SxError, SxTimeoutError
-from .inbox import GapHandler, Handler, Inbox
+from .inbox import GapHandler, Handler, Inbox, call_each
 from .sender import Sender, reply_data
 from .store import ClientStore, MemoryStore
 from .transport import Transport
@@ -236,13 +236,7 @@ class SxClient:
         self.state = f"error: {error.code}"
         log.warning("connection refused: %s (not retried; queued messages stay)", error.code)
         _settle(self._first, error)
-        for handler in self._auth_error_handlers:
-            try:
-                result = handler(error)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("auth error handler raised")
+        await call_each(self._auth_error_handlers, error, "auth error handler")
 
     async def disconnect(self) -> None:
         """Close the connection; queued messages stay in the store for later."""

@@ -108,13 +108,7 @@ class Inbox:
         """Tell the application, before the replay that follows the answer is handled."""
         log.warning("room %s: %s (since=%s head=%s missed=%s)", gap.room, gap.reason, gap.since, gap.head,
                     gap.missed)
-        for handler in self.gap_handlers:
-            try:
-                result = handler(gap)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("gap handler raised")
+        await call_each(self.gap_handlers, gap, "gap handler")
 
     async def _handle(self, message: Any) -> None:
         if not isinstance(message, dict) or not isinstance(message.get("meta"), dict):
@@ -140,6 +134,17 @@ class Inbox:
         room, offset, message_id = meta.get("room"), meta.get("offset"), meta.get("id")
         if self.rooms.handled(room, offset, message_id) and isinstance(message_id, str):
             await self.store.mark_handled(room, offset, message_id)
+
+
+async def call_each(handlers: list[Callable[[Any], Any]], argument: Any, what: str) -> None:
+    """Call each application callback (sync or async) in turn; one that raises is logged, not fatal."""
+    for handler in handlers:
+        try:
+            result = handler(argument)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("%s raised", what)
 
 
 def _succeeded(reply: dict[str, Any]) -> bool:

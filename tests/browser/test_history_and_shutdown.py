@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 import uuid
 
+from demo_page import publish
 from playwright.sync_api import Page, expect
 
 LOAD = 60_000
-
-
-def publish(base: str, room: str, n: int) -> None:
-    request = urllib.request.Request(f"{base}/demo/publish?room={room}", data=json.dumps({"n": n}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(request, timeout=10).read()
 
 
 def shown(page: Page) -> list[int]:

@@ -4,19 +4,12 @@ and the outbox waits for the next good connect."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 import uuid
 
+from demo_page import texts_handled
 from playwright.sync_api import Page, expect
 
 LOAD = 60_000
-
-
-def handled_texts(base: str, prefix: str) -> list[str]:
-    with urllib.request.urlopen(f"{base}/demo/handled", timeout=10) as response:
-        return [d["text"] for d in json.load(response)
-                if isinstance(d, dict) and str(d.get("text", "")).startswith(prefix)]
 
 
 def test_a_token_refused_on_reconnect_shows_keeps_the_outbox_and_a_fresh_one_flushes_it(
@@ -35,10 +28,10 @@ def test_a_token_refused_on_reconnect_shows_keeps_the_outbox_and_a_fresh_one_flu
         page.click("#send")
     expect(page.locator("#queued")).to_have_text("3")
     expect(page.locator("#status")).to_have_text("error: AUTH_FAIL")  # no retry behind our back
-    assert handled_texts(server.url, prefix) == []
+    assert texts_handled(server.url, prefix) == []
     page.evaluate("window.shotx_token = 'user-refreshed'")
     page.click("#online")
     expect(page.locator("#status")).to_have_text("connected", timeout=30_000)
     expect(page.locator("#queued")).to_have_text("0", timeout=10_000)
-    assert handled_texts(server.url, prefix) == [f"{prefix}{n}" for n in range(3)]
+    assert texts_handled(server.url, prefix) == [f"{prefix}{n}" for n in range(3)]
     expect(page.locator("#replied")).to_have_text("3")

@@ -12,13 +12,13 @@ import contextlib
 import os
 import random
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ci_env import TRUTHY, in_ci
+from redis_keys import own_prefix
 
 from fault_processes import REDIS_URL, PrivateRedis, ServerProcess
 
@@ -95,33 +95,11 @@ async def servers(tmp_path: Path) -> AsyncIterator[Any]:
         await server.stop()
 
 
-def _redis_or_skip(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except (redis.ConnectionError, OSError) as error:
-        if IN_CI:
-            pytest.fail(f"CI needs a Redis at {url}: {error}")
-        pytest.skip(f"no Redis at {url}")
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own on the machine's Redis; its keys are deleted afterwards."""
-    import redis
-
-    _redis_or_skip(REDIS_URL)
-    prefix = f"shotx-faults-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with own_prefix("faults", REDIS_URL) as prefix:
+        yield prefix
 
 
 @pytest.fixture

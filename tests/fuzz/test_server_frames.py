@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 import pytest
-from ci_env import in_ci
+from redis_keys import reachable_redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,18 +148,9 @@ def redis_store() -> Any:
 
     Without a Redis the test skips on a laptop and fails in CI.
     """
-    import redis
-
     from shotx.server.redis_store import RedisStore
 
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except (redis.ConnectionError, OSError) as error:
-        client.close()
-        if in_ci():
-            pytest.fail(f"CI needs a Redis at {REDIS_URL}: {error}")
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    client = reachable_redis(REDIS_URL)
     prefix = f"shotx-fuzz-{uuid.uuid4().hex[:12]}"
 
     def delete_keys() -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +15,7 @@ from aiohttp import web
 from shotx.client import SxClient
 from shotx.server import SxServer
 
-from ci_env import in_ci  # tests/ is on sys.path (pyproject.toml)
+from redis_keys import REDIS_URL, own_prefix  # tests/ is on sys.path (pyproject.toml)
 
 
 @dataclass
@@ -99,7 +97,6 @@ async def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> No
         await asyncio.sleep(0.01)
 
 
-REDIS_URL = os.environ.get("SHOTX_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
@@ -111,26 +108,12 @@ def redis_url() -> str:
 def redis_prefix() -> Any:
     """A key prefix of this test's own on the test Redis; its keys are deleted afterwards.
 
-    Without a Redis the test skips on a laptop and fails in CI (``tests/ci_env.py``).
+    Without a Redis the test skips on a laptop and fails in CI (``tests/redis_keys.py``).
     Ask for it before ``start_server``, so that it is torn down after the
     servers, whose closing stores still write.
     """
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except (redis.ConnectionError, OSError) as error:
-        client.close()
-        if in_ci():
-            pytest.fail(f"CI needs a Redis at {REDIS_URL}: {error}")
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    prefix = f"shotx-test-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with own_prefix("test") as prefix:
+        yield prefix
 
 
 @pytest.fixture
