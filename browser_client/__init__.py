@@ -4,13 +4,13 @@ The same API in CPython (python-socketio, memory or SQLite store) and in the
 browser under Pyodide (socket.io-client over the FFI, IndexedDB store).
 """
 
-from .client import SxClient
+from .client import RestoredReply, SxClient
 from .core import Backoff, Gap, Outbox, OutboxRecord, RoomBook, SeenIds
 from .errors import AuthError, ConnectError, JoinRefused, MessageError, PayloadTooLarge, SxError, SxTimeoutError
 from .store import ClientStore, MemoryStore, StoredState
 
 __all__ = [
     "AuthError", "Backoff", "ClientStore", "ConnectError", "Gap", "JoinRefused", "MemoryStore", "MessageError", "Outbox",
-    "OutboxRecord", "PayloadTooLarge", "RoomBook", "SeenIds", "StoredState", "SxClient", "SxError",
+    "OutboxRecord", "PayloadTooLarge", "RestoredReply", "RoomBook", "SeenIds", "StoredState", "SxClient", "SxError",
     "SxTimeoutError",
 ]

@@ -17,11 +17,12 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .core import Backoff, Outbox, RoomBook, SeenIds
+from .core import Backoff, Outbox, OutboxRecord, RoomBook, SeenIds
 from .errors import AuthError, ConnectError, JoinRefused, MessageError, SxError, SxTimeoutError
 from .inbox import GapHandler, Handler, Inbox, call_each
 from .sender import Sender, reply_data
@@ -66,6 +67,18 @@ def _settle(future: asyncio.Future[Any] | None, outcome: Any) -> None:
         future.exception()
     else:
         future.set_result(outcome)
+
+
+@dataclass(frozen=True)
+class RestoredReply:
+    """The reply to a send restored from the store (see :meth:`SxClient.on_reply`):
+    ``result`` is the handler's result, or ``error`` says why there is none."""
+
+    id: str
+    type: str
+    sent: Any
+    result: Any
+    error: SxError | None
 
 
 class _Lost(ConnectError):
@@ -127,6 +140,8 @@ class SxClient:
         self.store = open_store(store)
         self.transport = transport or default_transport()
         self.sender = Sender(self.store, self.transport, max_message_size, flush_window)
+        self.sender.on_restored_reply = self._restored_reply
+        self._reply_handlers: dict[str, list[Callable[[RestoredReply], Any]]] = {}
         self.inbox = Inbox(self.store)
         self.auth_data: Any = None
         #: the last join answer per room, from join() or an automatic rejoin
@@ -463,6 +478,42 @@ class SxClient:
         log.warning("join %s refused by the server: the room is forgotten and not rejoined", room)
         self.rooms.leave(room)
         await self.store.remove_room(room)
+
+    def on_reply(self, type_: str, handler: Callable[[RestoredReply], Any] | None = None) -> Any:
+        """Receive the replies of sends of ``type_`` restored from the store.
+
+        A send queued before a reload (or a process restart with a SQLite
+        store, or by another tab) is flushed on the next connection, but the
+        ``send()`` that made it is gone: its reply comes here instead, as a
+        :class:`RestoredReply` with the record's id, the data sent and the
+        result or the error. ``handler`` may be sync or async; usable as a
+        call (returns self) or as a decorator.
+
+        >>> client = SxClient("http://localhost:3000")
+        >>> @client.on_reply("create_item")
+        ... def created(reply):
+        ...     print(reply.id, reply.sent, reply.result if reply.error is None else reply.error)
+        """
+        protocol.check_type(type_)
+        if handler is None:
+            def decorate(fn: Callable[[RestoredReply], Any]) -> Callable[[RestoredReply], Any]:
+                self.on_reply(type_, fn)
+                return fn
+            return decorate
+        if not callable(handler):
+            raise TypeError("on_reply needs a function")
+        self._reply_handlers.setdefault(type_, []).append(handler)
+        return self
+
+    def _restored_reply(self, record: OutboxRecord, reply: Any) -> None:
+        handlers = self._reply_handlers.get(record.type)
+        if not handlers:
+            return
+        try:
+            outcome = RestoredReply(record.id, record.type, record.data, reply_data(reply), None)
+        except SxError as error:
+            outcome = RestoredReply(record.id, record.type, record.data, None, error)
+        self._spawn(call_each(handlers, outcome, "reply handler"))
 
     def on_gap(self, handler: GapHandler | None = None) -> Any:
         """Call ``handler(gap)`` (sync or async) when a join finds room messages this

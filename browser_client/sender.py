@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
@@ -47,6 +48,9 @@ class Sender:
         self._replies: dict[str, asyncio.Future[Any]] = {}
         self._emitted: dict[str, asyncio.Event] = {}  # set once a record went out
         self._session_ids: set[str] = set()  # records this client made (not loaded)
+        # Called with (record, reply) for the ack of a record nobody here awaits: one
+        # restored from the store (queued before a reload or a restart, or by another tab).
+        self.on_restored_reply: Callable[[OutboxRecord, Any], None] | None = None
         self._never_sent: set[str] = set()  # made here and not emitted yet: no resend flag
         self._queue: deque[OutboxRecord] = deque()
         self._live = False  # True once this connection's stored records are queued
@@ -106,7 +110,8 @@ class Sender:
             raise SxTimeoutError(record.type, timeout) from None
 
     def _acknowledged(self, record_id: str, reply: Any) -> None:
-        if self.outbox.acknowledge(record_id) is None:
+        acknowledged = self.outbox.acknowledge(record_id)
+        if acknowledged is None:
             return  # a late ack for a resent copy
         emitted = self._emitted.pop(record_id, None)
         if emitted is not None:
@@ -121,6 +126,8 @@ class Sender:
         future = self._replies.pop(record_id, None)
         if future is not None and not future.done():
             future.set_result(reply)
+        elif future is None and record_id not in self._session_ids and self.on_restored_reply is not None:
+            self.on_restored_reply(acknowledged, reply)
         if record_id in self._owed:
             self._owed.discard(record_id)
             if not self._owed:

@@ -157,3 +157,23 @@ def test_without_indexeddb_the_client_falls_back_to_memory_and_says_so(page: Pag
     page.click("#send")
     expect(page.locator("#replied")).to_have_text("1", timeout=10_000)
     assert any("IndexedDB unavailable" in line for line in console_log.lines), console_log.text()
+
+
+def test_replies_of_sends_queued_before_a_reload_are_shown_after_it(page: Page, demo_server, net_log, console_log):
+    prefix, db = f"rr{uuid.uuid4().hex[:6]}-", f"restored-{uuid.uuid4().hex[:6]}"
+    page.goto(page_url(demo_server, db=db))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.click("#offline")
+    expect(page.locator("#status")).to_have_text("offline")
+    for n in range(3):
+        page.fill("#message", f"{prefix}{n}")
+        page.click("#send")
+    expect(page.locator("#queued")).to_have_text("3")
+    page.reload()  # the send() calls that made them are gone
+    expect(page.locator("#queued")).to_have_text("3", timeout=LOAD)
+    page.click("#online")
+    expect(page.locator("#queued")).to_have_text("0", timeout=30_000)
+    expect(page.locator("#replied")).to_have_text("3", timeout=10_000)
+    restored = page.locator("#replies li[data-restored='1']").all_text_contents()
+    assert restored == [f"{prefix}{n}" for n in range(3)]
+    assert texts_handled(demo_server, prefix) == [f"{prefix}{n}" for n in range(3)]

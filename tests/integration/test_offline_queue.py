@@ -142,3 +142,42 @@ async def test_disconnect_when_connected_and_when_not(start_server, make_client)
     await client.disconnect()
     await client.connect("token")  # and it can come back
     assert client.is_connected
+
+
+async def test_replies_of_sends_restored_from_the_store_reach_on_reply(start_server, tmp_path, wait_until):
+    """A send queued before a restart (or a reload) flushes afterwards, but its send() is
+    gone: its reply, or its error, reaches on_reply with the record's id and data."""
+    def routes(sx):
+        def create(data, socket):
+            if data["name"] == "bad":
+                raise ValueError("no such item")
+            return {"created": data["name"].upper()}
+        sx.on_message("create_item", create)
+        sx.on_message("other", lambda data, socket: data)
+
+    server = await start_server(routes)
+    path = tmp_path / "client.sqlite3"
+    before = SxClient(server.url, store=path)
+    made = [await before.queue("create_item", {"name": name}) for name in ("a", "bad", "b")]
+    await before.queue("other", 1)
+    ids = [record.id for record in before.outbox.pending()][:3]
+    await before.close()  # the process ends with them queued
+    for future in made:
+        future.cancel()
+    after = SxClient(server.url, store=path, reconnection_delay=0.05)
+    got = []
+
+    @after.on_reply("create_item")
+    async def created(reply):
+        got.append(reply)
+
+    try:
+        await after.connect("t")
+        await wait_until(lambda: len(got) == 3 and after.queued == 0)
+        assert [r.id for r in got] == ids and [r.sent for r in got] == [{"name": "a"}, {"name": "bad"}, {"name": "b"}]
+        assert [r.result for r in got] == [{"created": "A"}, None, {"created": "B"}]
+        assert got[1].error.code == 2004 and "no such item" in got[1].error.message
+        assert await after.send("create_item", {"name": "c"}) == {"created": "C"}  # awaited here: not on_reply
+        assert len(got) == 3
+    finally:
+        await after.close()
