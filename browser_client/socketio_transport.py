@@ -8,6 +8,7 @@ still the live one before it reaches the client.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,26 @@ import socketio  # type: ignore[import-untyped]
 from . import protocol
 from .errors import AuthError, ConnectError
 from .transport import AckCallback, EventSink
+
+
+async def _unless_dropped(sio: socketio.AsyncClient, connecting: asyncio.Future[None]) -> None:
+    """Wait for python-socketio's connect(), but not past the end of its connection.
+
+    Once the Engine.IO handshake is done, connect() waits for the server's
+    CONNECT (and our auth) up to its whole ``wait_timeout``, even when the
+    connection under it has dropped meanwhile (python-socketio sets nothing
+    on an Engine.IO disconnect before the namespace is connected): a cut
+    there stalled the client for 10 s. Engine.IO's read loop, started by
+    the handshake, ends with its connection.
+    """
+    while not connecting.done():
+        await asyncio.wait({connecting}, timeout=0.05)
+        reader = sio.eio.read_loop_task  # made by the handshake; done once its connection ended
+        if reader is not None and reader.done() and not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            raise socketio.exceptions.ConnectionError("the connection dropped before the server answered")
+    connecting.result()
 
 
 class SocketioTransport:
@@ -47,9 +68,10 @@ class SocketioTransport:
         sio.on("connect_error", on_connect_error)
         sio.on("disconnect", self._while_live(sio, on_disconnect))
         self._sio = sio  # before connect: auth_success may come with the handshake
+        connecting = asyncio.ensure_future(sio.connect(
+            url, auth=auth, socketio_path=path.strip("/"), transports=self.transports, wait_timeout=10, retry=False))
         try:
-            await sio.connect(url, auth=auth, socketio_path=path.strip("/"), transports=self.transports,
-                              wait_timeout=10, retry=False)
+            await _unless_dropped(sio, connecting)
         except socketio.exceptions.ConnectionError as error:
             self._sio = None
             await sio.disconnect()
