@@ -40,6 +40,13 @@ KILL_BATCH = 200  # large enough that the kill lands mid-flush
 FLUSH_DONE = 60_000  # backoff after an offline spell is at most a few seconds
 
 
+SNAPSHOT_AND_RELOAD = """() => {
+  const shown = [...document.querySelectorAll("#messages li")].map((item) => Number(item.dataset.n));
+  sessionStorage.setItem("shotx-faults-life", JSON.stringify(shown));
+  location.reload();
+}"""
+
+
 def numbers_shown(page: Page) -> list[int]:
     return [int(n) for n in page.locator("#messages li").evaluate_all("items => items.map(i => i.dataset.n)")]
 
@@ -98,8 +105,11 @@ class Run:
         self.figures["offline"] += 1
 
     def reload(self) -> None:
-        self.lives.append(numbers_shown(self.page))
-        self.page.reload()
+        """Read what this life showed and reload in one synchronous step of the page, so that
+        no message is handled (and its offset stored) between the reading and the reload."""
+        with self.page.expect_navigation():
+            self.page.evaluate(SNAPSHOT_AND_RELOAD)
+        self.lives.append(json.loads(self.page.evaluate("() => sessionStorage.getItem('shotx-faults-life')")))
         wait_connected(self.page)
         self.figures["reloads"] += 1
 
