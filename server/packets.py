@@ -17,10 +17,9 @@ waits for ever. :class:`SxPacket` turns such a frame into a ``message`` event
 carrying a :class:`MalformedFrame`, which the server answers with an
 ``INVALID_FORMAT`` reply when the frame's ack id could be read, and with a
 clean disconnect when it could not (nobody can be told otherwise, and the
-client's resend after reconnecting is the way out). It also refuses client
-events named like python-socketio's reserved ones: a client ``connect``
-event would otherwise run the server's connect handler with the client's
-arguments.
+client's resend after reconnecting is the way out). Client events named
+``connect`` or ``disconnect`` are decodable and refused by the server's
+lifecycle handlers (``server.py``), whatever the serializer.
 """
 
 from __future__ import annotations
@@ -40,13 +39,11 @@ from .store import LogEntry
 _MESSAGE_FRAME_START = f'{socketio.packet.EVENT}["{protocol.MESSAGE_EVENT}",'
 
 
-# What a client may send: the packet types it may use, and the event names
-# python-socketio dispatches to the server's own handlers.
+# What a client may send: the packet types it may use.
 _CLIENT_TYPES = frozenset({socketio.packet.CONNECT, socketio.packet.DISCONNECT, socketio.packet.EVENT,
                            socketio.packet.ACK, socketio.packet.BINARY_EVENT, socketio.packet.BINARY_ACK})
 _REQUESTS = frozenset({socketio.packet.EVENT, socketio.packet.BINARY_EVENT})
 _UNBINARY = {socketio.packet.BINARY_EVENT: socketio.packet.EVENT, socketio.packet.BINARY_ACK: socketio.packet.ACK}
-_RESERVED_EVENTS = frozenset(socketio.base_server.BaseServer.reserved_events)
 # The head of a frame as python-socketio's decoder reads it: type, attachment
 # count, namespace, ack id (at most 100 digits; a longer one is unreadable).
 _HEAD = re.compile(r"(?P<type>[0-9])(?:[0-9]{1,10}-)?(?:(?P<nsp>/[^,]*),)?(?P<id>[0-9]{1,100})?(?![0-9])")
@@ -144,8 +141,6 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
         data = self.data
         if type(data) is not list or not data or not isinstance(data[0], str):
             return "an event must be a JSON array starting with its name"
-        if data[0] in _RESERVED_EVENTS:
-            return f"a client may not send an event named {data[0]!r}"
         return None
 
     def _refuse(self, encoded_packet: Any, reason: str) -> int:

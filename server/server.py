@@ -398,24 +398,25 @@ class SxServer:
         """python-socketio acks no event without a handler: its sender would wait for ever."""
         return protocol.failure(protocol.INVALID_FORMAT, f"Invalid message format: unknown event {event!r:.100}")
 
-    def _is_client_event(self, sid: str, event: str) -> bool:
-        """True for an ordinary event a client named ``connect`` or ``disconnect``.
+    def _client_event(self, sid: str, event: str) -> Reply | None:
+        """The refusal of an ordinary event a client named ``connect`` or ``disconnect``, or None.
 
         python-socketio dispatches those to the lifecycle handlers too, so a
         socket could run the handshake's authentication again with arguments
         (an environ, a token) of its own choosing and take another identity.
         The real lifecycle events run while the socket is pending (connecting
         or disconnecting), when the manager does not count it as connected;
-        a client's own events only reach us once it is.
+        a client's own events only reach us once it is, and get a 2001.
         """
         if not self.sio.manager.is_connected(sid, "/"):
-            return False
-        log.warning("[%s] ignored a client event named %r", sid, event)
-        return True
+            return None
+        log.warning("[%s] refused a client event named %r", sid, event)
+        return protocol.failure(protocol.INVALID_FORMAT,
+                                f"Invalid message format: a client may not send an event named {event!r}")
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if self._is_client_event(sid, "connect"):
-            return
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Reply | None:
+        if (refusal := self._client_event(sid, "connect")) is not None:
+            return refusal
         socket = SxSocket(sid, environ, auth if isinstance(auth, dict) else {}, self.sio)
         token = socket.handshake.get("token")
         if not token:
@@ -441,11 +442,13 @@ class SxServer:
         # python-socketio queues CONNECT once this returns, with no await in between,
         # so a task started here emits auth_success right after it, as Shotx does.
         self.sio.start_background_task(self.sio.emit, protocol.AUTH_SUCCESS_EVENT, result, to=sid)
+        return None
 
-    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        if self._is_client_event(sid, "disconnect"):
-            return
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> Reply | None:
+        if (refusal := self._client_event(sid, "disconnect")) is not None:
+            return refusal
         self.sockets.pop(sid, None)
+        return None
 
     async def _refuse_frame(self, sid: str, frame: MalformedFrame) -> Reply | None:
         """A frame packets.py could not decode: a 2001 when it has an ack id to answer, else a clean close."""
