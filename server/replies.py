@@ -210,7 +210,7 @@ class ReplyMemory:
         one that does not would see the handler run again, as without a store.
         """
         try:
-            if not _storable(*key, text):
+            if not _storable(*key):  # the text is: encode_json refused anything else
                 raise ValueError("not valid Unicode text (a lone surrogate)")
             await self.store.remember(*key, text, time.time())
             await self.store.flushed()
