@@ -272,4 +272,11 @@ if (!run) {
   console.error(`usage: node loadgen.mjs ${Object.keys(MODES).join("|")} [--url URL] [--clients N] ...`);
   process.exit(2);
 }
-run(options).then(() => process.exit(0), (error) => { console.error(String(error)); process.exit(1); });
+// A connect_error from the transport carries the socket-level cause (ECONNRESET, ...) in `description`.
+function explain(error) {
+  const cause = error && error.description;
+  const detail = cause && (cause.message || cause.error?.message || cause.code);
+  return detail ? `${error} (${detail})` : String(error);
+}
+
+run(options).then(() => process.exit(0), (error) => { console.error(explain(error)); process.exit(1); });
