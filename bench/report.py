@@ -226,10 +226,10 @@ def verdicts(acks: list[Row], rooms: list[Row]) -> list[str]:
 
 def markdown(rows: dict[str, list[Row]], machine: dict[str, Any], args: argparse.Namespace) -> str:
     acks, rooms, layers = ack_summary(rows["ack"]), room_summary(rows["room"]), layer_summary(rows["layer"])
-    quick = " --quick" if args.quick else ""
+    command = getattr(args, "command", "python3 bench/run.py" + (" --quick" if args.quick else ""))
     return "\n".join([
         "# Shotx benchmark results", "",
-        f"Command: `python3 bench/run.py{quick}` (rounds: {args.rounds}; load window {args.duration:g} s after "
+        f"Command: `{command}` (rounds: {args.rounds}; load window {args.duration:g} s after "
         f"{args.warmup:g} s warm-up; {args.sends:,} room sends per scenario). Medians over rounds; every ratio is "
         "taken within one round, then the median of those ratios is shown.", "",
         f"* Date: {machine['date']}; run took {machine['elapsed_s']:.0f} s",

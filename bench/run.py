@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Run the whole Shotx benchmark: ``python3 bench/run.py [--quick]``.
 
-Starts each server under test in its own process on 127.0.0.1, drives it
-with the load generator (Node's socket.io-client when Node is there, else the
-python-socketio fallback), runs the in-process room-send bench, prints a
+Starts each server under test in its own process on 127.0.0.1 (ours with
+each store, bare python-socketio, and the Node reference ``node_server.mjs``),
+drives them with the load generator (Node's socket.io-client when Node is
+there, else the python-socketio fallback, which has no Node reference and only
+the ack figures), runs the in-process room-send and layer benches, prints a
 Markdown report and writes it to ``bench/results.md``.
 
 Why rounds: this 2-core machine is shared and noisy, so every round starts
-fresh servers and runs every server at every client count, in an order that
-rotates from one measurement to the next; the report gives medians over
-rounds and ratios taken within a round (our server against bare
-python-socketio measured seconds apart), never across runs.
+fresh servers and runs every server in every scenario (``live_rounds.py``),
+in an order that rotates from one measurement to the next; the report gives
+medians over rounds and ratios taken within a round (our server against
+bare python-socketio and against Node measured minutes apart), never across
+runs.
 
 Every process this starts is stopped at the end, also on Ctrl-C or an error.
 """
@@ -99,7 +102,7 @@ def server_list(args: argparse.Namespace, loadgen: list[str]) -> list[live_round
         servers.insert(1, ("candidate-sqlite", [*python, *SERVERS["shotx-sqlite"]], args.candidate_env))
     if args.node:
         servers.append(("node", [loadgen[0], str(BENCH / "node_server.mjs")], None))
-    return servers
+    return [server for server in servers if not args.servers or server[0] in args.servers]
 
 
 
@@ -186,12 +189,15 @@ def parse_args() -> argparse.Namespace:
                         help="Redis for the shotx-redis figures (skipped when it does not answer; '' to skip)")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="which parts to run (default: all)")
+    parser.add_argument("--servers", nargs="+", metavar="NAME", help="measure only these (e.g. shotx-sqlite bare "
+                        "node; default: all); ratios need node and bare among them")
     parser.add_argument("--memory-clients", type=int, help="clients that come and go in the memory scenario "
                         "(default 5,000; --quick 1,000)")
     parser.add_argument("--trace-memory", type=Path, metavar="DIR",
                         help="our servers run under tracemalloc in the memory scenario; their heap diffs go to DIR "
                         "(tracing costs memory and time: those RSS figures are not comparable)")
     args = parser.parse_args()
+    args.command = shlex.join(["python3", "bench/run.py", *sys.argv[1:]])
     args.redis = args.redis if args.redis and redis_answers(args.redis) else ""
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup, args.duration, args.sends = (0.5, 1.5, 5000) if args.quick else (1.0, 3.0, 20_000)
