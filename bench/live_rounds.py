@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from functools import partial
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,14 +50,14 @@ def steps(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[Children, l
     """(scenario, measure one server, label) for every step of a round the arguments ask for."""
     if "ack" in args.scenarios:
         for clients in CLIENT_COUNTS:
-            yield "ack", lambda c, lg, s, n=clients: scenarios.ack(c, lg, s, n, args.warmup, args.duration), \
+            yield "ack", partial(scenarios.ack, clients=clients, warmup=args.warmup, duration=args.duration), \
                 f"{clients:>4} clients"
     if "fanout" in args.scenarios and args.node:
         for members in args.fanout_members:
-            yield "fanout", lambda c, lg, s, n=members: scenarios.fanout(c, lg, s, n, BURST, args.bursts), \
+            yield "fanout", partial(scenarios.fanout, members=members, burst=BURST, bursts=args.bursts), \
                 f"{members:>4} members"
     if "connect" in args.scenarios and args.node:
-        yield "connect", lambda c, lg, s: scenarios.connect(c, lg, s, args.connects), f"{args.connects} connects"
+        yield "connect", partial(scenarios.connect, clients=args.connects), f"{args.connects} connects"
 
 
 def describe(scenario: str, row: Row) -> str:

@@ -129,7 +129,7 @@ def build_bare() -> web.Application:
     @sio.on("message")
     async def message(sid: str, msg: Any = None) -> dict[str, Any]:
         meta = msg.get("meta") if isinstance(msg, dict) else None
-        route = routes.get(meta.get("type")) if isinstance(meta, dict) else None
+        route = routes.get(str(meta.get("type"))) if isinstance(meta, dict) else None
         if route is None:
             return {"meta": {"success": False, "code": 2003, "error": "Unknown message type"}, "data": None}
         result = route(sid, msg.get("data"))
