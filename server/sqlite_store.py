@@ -63,21 +63,25 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from .store import LogEntry, RoomBounds, new_epoch
+from shotx.client import binary
+
+from .store import BinaryReply, LogEntry, RoomBounds, new_epoch
 
 log = logging.getLogger("shotx.server")
 
-SCHEMA_VERSION = 3  # 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch
+# 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch;
+# 4: room_log.attachments and replies.attachments (the bytes in data, binary.pack)
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS room_log (
     room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
-    data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0, attachments BLOB,
     PRIMARY KEY (room, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
     delivered INTEGER NOT NULL, epoch TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replies (
-    principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+    principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL, attachments BLOB,
     PRIMARY KEY (principal, id)) WITHOUT ROWID;
 """
 
@@ -90,7 +94,7 @@ RETENTION_SWEEP = 100
 # Failed appends remembered for a late ``flushed(entry)`` (failures are rare; this bounds them).
 FAILED_KEPT = 1000
 
-_REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
+_REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts, attachments) VALUES (?, ?, ?, ?, ?)"
 _SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, ?, ?, ?, ?) "
               "ON CONFLICT(room) DO UPDATE SET head = excluded.head, floor = excluded.floor, "
               "delivered = excluded.delivered, epoch = coalesce(rooms.epoch, excluded.epoch)")
@@ -181,6 +185,9 @@ class SqliteStore:
                 self.db.execute("ALTER TABLE room_log ADD COLUMN live INTEGER NOT NULL DEFAULT 0")
             if "epoch" not in {row[1] for row in self.db.execute("PRAGMA table_info(rooms)")}:
                 self.db.execute("ALTER TABLE rooms ADD COLUMN epoch TEXT")
+            for table in ("room_log", "replies"):  # version 3 and older: no bytes were ever stored
+                if "attachments" not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN attachments BLOB")
             for statement in filter(str.strip, _GIVE_EPOCHS.split(";")):
                 self.db.execute(statement)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write even when current
@@ -385,11 +392,13 @@ class SqliteStore:
         return self._write(_SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
-                     delivered: bool, max_messages: int) -> LogEntry:
+                     delivered: bool, max_messages: int, attachments: tuple[bytes, ...] = ()) -> LogEntry:
         bounds = self._room(room)
-        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
-        self._write("INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (room, entry.offset, message_id, type_, data_json, ts, delivered), entry)
+        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts, attachments=tuple(attachments))
+        self._write("INSERT INTO room_log (room, offset, id, type, data, ts, live, attachments) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (room, entry.offset, message_id, type_, data_json, ts, delivered,
+                     binary.pack(attachments) if attachments else None), entry)
         floor = max(bounds.floor, entry.offset - max_messages)
         if floor - self._swept.get(room, 0) >= RETENTION_SWEEP:
             self._sweep(room, floor)
@@ -429,9 +438,10 @@ class SqliteStore:
         self._apply()  # read your writes: appends of this group, not committed yet
         after = max(after, self._room(room).floor)  # rows below it may wait for their sweep
         rows = self.db.execute(
-            "SELECT offset, id, type, data, ts FROM room_log WHERE room = ? AND offset > ? "
+            "SELECT offset, id, type, data, ts, attachments FROM room_log WHERE room = ? AND offset > ? "
             "ORDER BY offset LIMIT ?", (room, after, limit)).fetchall()
-        return [LogEntry(room, offset, mid, type_, data, ts) for offset, mid, type_, data, ts in rows]
+        return [LogEntry(room, offset, mid, type_, data, ts, attachments=binary.unpack(packed))
+                for offset, mid, type_, data, ts, packed in rows]
 
     async def bounds(self, room: str) -> RoomBounds:
         return self._room(room)
@@ -454,17 +464,19 @@ class SqliteStore:
         await self._settled(writes)
         return sum(count for _, _, count in old)
 
-    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
-        self._write(_REMEMBER, (principal, message_id, reply_json, ts), wait=REPLY_COMMIT_DELAY)
+    async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
+        text, packed = ((reply_json.json, binary.pack(reply_json.attachments)) if isinstance(reply_json, BinaryReply)
+                        else (reply_json, None))
+        self._write(_REMEMBER, (principal, message_id, text, ts, packed), wait=REPLY_COMMIT_DELAY)
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
+    async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         for write in reversed(self._pending[self._applied:]):  # not inserted yet
             params = write.params
             if write.sql is _REMEMBER and params[1] == message_id and params[0] == principal:
-                return str(params[2])
-        row = self.db.execute("SELECT reply FROM replies WHERE principal = ? AND id = ?",
+                return _reply(params[2], params[4])
+        row = self.db.execute("SELECT reply, attachments FROM replies WHERE principal = ? AND id = ?",
                               (principal, message_id)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else _reply(*row)
 
     async def forget_replies_before(self, ts: float) -> int:
         self._apply()  # pending replies count too
@@ -472,3 +484,8 @@ class SqliteStore:
         if count:
             await self._settled([self._write("DELETE FROM replies WHERE ts < ?", (ts,))])
         return int(count)
+
+
+def _reply(text: Any, packed: bytes | None) -> str | BinaryReply:
+    """A reply as it was remembered: its text, with its attachments if it had any."""
+    return str(text) if packed is None else BinaryReply(str(text), binary.unpack(packed))
