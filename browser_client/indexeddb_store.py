@@ -2,7 +2,10 @@
 
 Object stores (database ``shotx`` by default, version 1):
 
-* ``outbox``  ``{id, seq, json}``: one record per unacknowledged message;
+* ``outbox``  ``{id, seq, json[, attachments]}``: one record per
+  unacknowledged message; bytes in its data are an array of ``Uint8Array``
+  (structured-cloned, binary), named by placeholders in ``json``
+  (``shotx.client.binary``), not base64 text;
 * ``rooms``   ``{room, offset, epoch}``: joined rooms, the last handled offset
   and the room history (epoch) it counts in;
 * ``seen``    ``{n, id}``: recently handled message ids, trimmed to a bound.
@@ -21,7 +24,6 @@ embedded browsers) the store falls back to memory and logs a warning.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -29,8 +31,9 @@ from typing import Any
 
 import js  # type: ignore[import-not-found]
 
+from . import binary
 from .core import OutboxRecord
-from .js_transport import to_js_value, to_py_value
+from .js_transport import from_js_bytes, to_js_bytes, to_js_value, to_py_value
 from .store import MemoryStore, StoredState
 
 CLIENT_ID_KEY = "\x00client-id"  # in ``rooms``; see the module docstring
@@ -94,7 +97,7 @@ class IndexedDBStore:
             return await fallback.load()
         outbox, rooms, seen = await self._run(["outbox", "rooms", "seen"], "readonly", lambda tx: [
             tx.objectStore("outbox").getAll(), tx.objectStore("rooms").getAll(), tx.objectStore("seen").getAll()])
-        records = [OutboxRecord.from_dict(json.loads(r["json"])) for r in to_py_value(outbox)]
+        records = [_record(row) for row in outbox]  # JS rows: their Uint8Arrays must not go through JSON
         records.sort(key=lambda record: (record.seq, record.id))
         seen_rows = to_py_value(seen)
         self._next_seen = max((row["n"] for row in seen_rows), default=0) + 1
@@ -116,7 +119,10 @@ class IndexedDBStore:
     async def add_outbox(self, record: OutboxRecord) -> None:
         if (fallback := await self._opened()) is not None:
             return await fallback.add_outbox(record)
-        row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
+        text, attachments = binary.encode(record.to_dict())
+        row = to_js_value({"id": record.id, "seq": record.seq, "json": text})
+        if attachments:
+            row.attachments = to_js_bytes(attachments)
         await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
 
     async def remove_outbox(self, record_ids: Collection[str]) -> None:
@@ -175,6 +181,11 @@ class IndexedDBStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _record(row: Any) -> OutboxRecord:
+    """An outbox row read from IndexedDB (a JavaScript object) as a record."""
+    return OutboxRecord.from_dict(binary.decode(str(row.json), from_js_bytes(getattr(row, "attachments", None))))
 
 
 _SET_OFFSET_IF_PRESENT = js.Function.new("store", "offset", """
