@@ -52,7 +52,7 @@ def split(value: Any) -> tuple[Any, list[bytes]]:
 
 
 def _split(value: Any, attachments: list[bytes]) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, (bytes, bytearray)):  # what python-socketio sends as binary (not memoryview)
         attachments.append(bytes(value))
         return {PLACEHOLDER: True, "num": len(attachments) - 1}
     if isinstance(value, (list, tuple)):
