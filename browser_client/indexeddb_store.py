@@ -61,10 +61,18 @@ _OPEN = js.Function.new("name", """
     request.onblocked = () => reject(new Error("IndexedDB open blocked"));
   });""")
 
+# Rejects with an Error, not the transaction's DOMException: Pyodide's future cannot
+# take a DOMException as an exception ("TypeError: invalid exception object" on the
+# page, and the awaiting coroutine never resumed). The name is kept (QuotaExceededError).
 _DONE = js.Function.new("tx", """
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onerror = tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+    tx.onerror = tx.onabort = () => {
+      const cause = tx.error;
+      const error = new Error(cause ? `${cause.name}: ${cause.message}` : "IndexedDB transaction aborted");
+      error.name = cause ? cause.name : "AbortError";
+      reject(error);
+    };
   });""")
 
 _LOCK = js.Function.new("name", """

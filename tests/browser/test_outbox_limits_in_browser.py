@@ -1,5 +1,12 @@
 """The outbox's limits in real Chromium: the browser's storage quota surfaces as
-OutboxFull with the queue intact, and the page shows whether its store is durable."""
+OutboxFull with the queue intact, and the page shows whether its store is durable.
+
+A real quota: the page's database is opened in a Storage Bucket with a quota
+of its own (``navigator.storageBuckets.open(name, {quota})``), so IndexedDB
+itself aborts the write with ``QuotaExceededError``. (The DevTools protocol's
+``Storage.overrideQuotaForOrigin`` reports the override as active, but this
+Chromium still completes IndexedDB writes past it.)
+"""
 
 from __future__ import annotations
 
@@ -8,35 +15,50 @@ import uuid
 from demo_page import LOAD, debug, outbox_size, page_url, texts_handled
 from playwright.sync_api import Page, expect
 
+QUOTA = 300_000  # the bucket's bytes: the schema and a few small sends fit, a 1.5 MB send does not
+
+TINY_BUCKET = """([db, quota]) => {
+  const open = IDBFactory.prototype.open;
+  let factory = null;
+  navigator.storageBuckets.open(db, { quota }).then((bucket) => { factory = bucket.indexedDB; });
+  IDBFactory.prototype.open = function (name, ...rest) {
+    if (String(name) !== db) return open.call(this, name, ...rest);
+    if (factory === null) throw new DOMException("the test's bucket is not open yet", "InvalidStateError");
+    return open.call(factory, name, ...rest);
+  };
+}"""
+
 
 def test_a_storage_quota_error_is_outbox_full_and_the_queue_stays(page: Page, demo_server, net_log, console_log):
     prefix, db = f"q{uuid.uuid4().hex[:6]}-", f"quota-{uuid.uuid4().hex[:6]}"
+    page.add_init_script(f"({TINY_BUCKET})({[db, QUOTA]!r})")
     page.goto(page_url(demo_server, db=db))
     expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
-    expect(page.locator("#durable")).to_have_attribute("data-durable", "1")
+    expect(page.locator("#durable")).to_have_attribute("data-durable", "1")  # IndexedDB opened (in the bucket)
     page.click("#offline")
     expect(page.locator("#status")).to_have_text("offline")
     for n in range(3):
         page.fill("#message", f"{prefix}{n}")
         page.click("#send")
     expect(page.locator("#queued")).to_have_text("3")
-    # A real quota: the origin may keep only a little more than it holds now (Chrome DevTools Protocol).
-    cdp = page.context.new_cdp_session(page)
-    usage = page.evaluate("navigator.storage.estimate().then((e) => e.usage)")
-    cdp.send("Storage.overrideQuotaForOrigin", {"origin": demo_server, "quotaSize": usage + 1024})
-    try:
-        page.evaluate("(text) => { document.querySelector('#message').value = text; }", f"{prefix}big-" + "x" * 500_000)
-        page.click("#send")
-        refused = page.locator("#replies li[data-error='OUTBOX_FULL']")
-        expect(refused).to_have_count(1, timeout=10_000)
-        assert "storage quota" in refused.text_content() and "QuotaExceededError" in refused.text_content()
-        expect(page.locator("#queued")).to_have_text("3")
-        assert outbox_size(page, db) == 3  # nothing of the refused send was stored
-    finally:
-        cdp.send("Storage.overrideQuotaForOrigin", {"origin": demo_server})  # back to the default quota
+    # 1.5 MB of random hex (IndexedDB compresses values: repeated text would fit)
+    page.evaluate("""(prefix) => {
+        const bytes = crypto.getRandomValues(new Uint8Array(65536));
+        const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+        document.querySelector("#message").value = prefix + "big-" + hex.repeat(12);
+      }""", prefix)
+    page.click("#send")
+    refused = page.locator("#replies li[data-error='OUTBOX_FULL']")
+    expect(refused).to_have_count(1, timeout=10_000)
+    assert "storage quota" in refused.text_content() and "QuotaExceededError" in refused.text_content()
+    expect(page.locator("#queued")).to_have_text("3")
+    assert outbox_size(page, db) == 3  # nothing of the refused send was stored, the three before it are
+    page.fill("#message", f"{prefix}3")  # a small one still fits
+    page.click("#send")
+    expect(page.locator("#queued")).to_have_text("4")
     page.click("#online")
     expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
     expect(page.locator("#queued")).to_have_text("0", timeout=10_000)
-    assert texts_handled(demo_server, prefix) == [f"{prefix}{n}" for n in range(3)]
+    assert texts_handled(demo_server, prefix) == [f"{prefix}{n}" for n in range(4)]
     assert outbox_size(page, db) == 0
     assert debug(page)["durable"] is True
