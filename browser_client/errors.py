@@ -5,7 +5,7 @@ decided to refuse::
 
     SxError(code, message)
     ├── AuthError        AUTH_NULL, AUTH_FAIL, AUTH_ERROR: the server refused the token
-    ├── MessageError     2001-2006: the server answered a send with an error
+    ├── MessageError     2001-2007: the server answered with an error (a send's 2007 is retried, not raised)
     │   └── JoinRefused  2006: the server refused a room (final: not rejoined)
     ├── SxTimeoutError   TIMEOUT: no answer in time (also a builtin TimeoutError)
     ├── PayloadTooLarge  PAYLOAD_TOO_LARGE: refused before it was queued
