@@ -62,3 +62,21 @@ def test_a_storage_quota_error_is_outbox_full_and_the_queue_stays(page: Page, de
     assert texts_handled(demo_server, prefix) == [f"{prefix}{n}" for n in range(4)]
     assert outbox_size(page, db) == 0
     assert debug(page)["durable"] is True
+
+
+def test_a_flush_through_the_servers_rate_limit_runs_each_once_in_order(page: Page, start_server, net_log,
+                                                                         console_log):
+    """Under Pyodide: 2007 answers pause the flush, and the refused sends go again, in order."""
+    server = start_server(options=["--messages-per-second", "100", "--message-burst", "20", "--verbose"])
+    prefix, db = f"l{uuid.uuid4().hex[:6]}-", f"limits-{uuid.uuid4().hex[:6]}"
+    page.goto(page_url(server.url, db=db))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.click("#offline")
+    expect(page.locator("#status")).to_have_text("offline")
+    page.evaluate("([n, prefix]) => shotx_send_many(n, prefix)", [300, prefix])
+    expect(page.locator("#queued")).to_have_text("300", timeout=30_000)
+    page.click("#online")
+    expect(page.locator("#queued")).to_have_text("0", timeout=30_000)  # 280 past the burst at 100/s: ~3 s
+    assert texts_handled(server.url, prefix) == [f"{prefix}{n}" for n in range(300)]
+    assert outbox_size(page, db) == 0
+    assert any("Limit exceeded" in line for line in server.output)  # the server did refuse (2007), at INFO
