@@ -44,6 +44,17 @@ def reply_data(reply: Any) -> Any:
                        error if isinstance(error, str) and error else "Unknown error", reply)
 
 
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class Sender:
     def __init__(self, store: ClientStore, transport: Transport, max_message_size: int, flush_window: int,
                  bounds: OutboxBounds | None = None) -> None:
@@ -55,7 +66,6 @@ class Sender:
         self.throttle = Throttle()
         self._sent: set[str] = set()  # emitted on this connection (a record queued twice goes out once)
         self._drained = asyncio.Event()  # set while nothing emitted on this connection awaits its ack
-        self._resume_task: asyncio.Task[None] | None = None
         self._replies: dict[str, asyncio.Future[Any]] = {}
         self._emitted: dict[str, asyncio.Event] = {}  # set once a record went out
         self._session_ids: set[str] = set()  # records this client made (not loaded)
@@ -144,7 +154,7 @@ class Sender:
         if delay is not None:
             log.info("the server refused a send (%s); sending again in %.2fs",
                      reply["meta"].get("error"), delay)
-            self._resume_task = self._spawn(self._resume_after(delay, self._ended))
+            self._spawn(self._resume_after(delay, self._ended))
 
     async def _resume_after(self, delay: float, ended: asyncio.Event) -> None:
         """After the delay and once every ack in flight is back (later records
@@ -156,12 +166,7 @@ class Sender:
             return
         except asyncio.TimeoutError:
             pass
-        waiters = [asyncio.ensure_future(event.wait()) for event in (self._drained, ended)]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await _first_of(self._drained, ended)
         if ended.is_set():
             return
         refused = self.throttle.resume()
@@ -247,7 +252,7 @@ class Sender:
         return max(1, self.flush_window // 4)
 
     async def _pump(self) -> None:
-        sent = self._sent
+        sent = self._sent  # this connection's; a 2007 takes a record out to emit it again
         while True:
             while self._queue and not self.throttle.paused:
                 if self._in_flight >= self.flush_window:
@@ -308,13 +313,7 @@ class Sender:
         self._queue.extend(owed)
         self._live = True
         self._wake.set()
-        waiters = [asyncio.ensure_future(event.wait()) for event in (self._owed_settled, lost, ended)]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await _first_of(self._owed_settled, lost, ended)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task kept referenced until done (the loop holds tasks weakly)."""
