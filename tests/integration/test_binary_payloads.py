@@ -130,3 +130,24 @@ async def test_the_server_closes_a_connection_whose_attachments_exceed_its_limit
     other = make_client(server.url)  # the server goes on
     await other.connect("valid")
     assert (await other.send("upload", {"file": bytes(9000)}))["back"] == bytes(9000)
+
+
+async def test_the_outbox_bound_counts_attachment_bytes_of_queued_and_restored_sends(start_server, tmp_path):
+    from shotx.client import OutboxFull
+
+    path = tmp_path / "client.sqlite3"
+    server = await start_server(file_routes([]))
+    before = SxClient(server.url, store=path, max_queued_bytes=MIB + MIB // 2)
+    await before.queue("upload", {"file": bytes(MIB)})
+    with pytest.raises(OutboxFull) as caught:
+        await before.queue("upload", {"file": bytes(MIB)})
+    assert caught.value.reason == "bytes" and before.queued == 1
+    await before.close()
+    after = SxClient(server.url, store=path, max_queued_bytes=MIB + MIB // 2)
+    try:
+        await after.restore()
+        assert after.queued == 1 and after.outbox.bytes > MIB  # the restored record's bytes count
+        with pytest.raises(OutboxFull):
+            await after.queue("upload", {"file": bytes(MIB)})
+    finally:
+        await after.close()
