@@ -123,9 +123,11 @@ class Store(Protocol):
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
         """Keep the reply (as JSON text) a handler produced for ``(principal, message_id)``.
 
-        May return before the reply is durable (it is once :meth:`flushed`
-        returns, which the server awaits before the ack leaves, so that
-        concurrent acks share a write); ``recall`` must already find it.
+        Returns once this reply is durable, or raises why it is not: its own
+        write's failure only, never another write's that shared its commit (a
+        store writing in groups lets the replies of one loop turn share one
+        write). The server awaits it before the ack leaves. While it is out,
+        ``recall`` already finds the reply.
         """
 
     async def recall(self, principal: str, message_id: str) -> str | None:

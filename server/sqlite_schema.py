@@ -1,0 +1,80 @@
+"""The SQLite store's file: its tables, indexes, statements and upgrades.
+
+Schema 3 (``PRAGMA user_version``): ``room_log`` keyed by (room, offset),
+``rooms`` (a room's epoch, and the head, floor and delivered mark where the
+log cannot tell them), ``replies`` keyed by (principal, id). Retention by
+count walks ``room_log``'s key; retention by age and reply expiry walk the
+``ts`` indexes (``room_log_age``, ``replies_age``), a batch at a time, so
+neither scans a table. The indexes need no new version: a file that has
+them opens in an older Shotx of schema 3, which keeps them up to date
+(SQLite maintains every index), and a file without them gets them at open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 3  # 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS room_log (
+    room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+    data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
+    delivered INTEGER NOT NULL, epoch TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replies (
+    principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY (principal, id)) WITHOUT ROWID;
+"""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS room_log_age ON room_log (ts);
+CREATE INDEX IF NOT EXISTS replies_age ON replies (ts);
+"""
+# Version 1 and 2 files: every room with a log gets a row, and every row an epoch.
+_GIVE_EPOCHS = """
+INSERT INTO rooms (room, head, floor, delivered)
+    SELECT DISTINCT room, 0, 0, 0 FROM room_log WHERE room NOT IN (SELECT room FROM rooms);
+UPDATE rooms SET epoch = lower(hex(randomblob(8))) WHERE epoch IS NULL;
+"""
+
+APPEND = "INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)"
+SWEEP = "DELETE FROM room_log WHERE room = ? AND offset <= ?"
+REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
+# By key and age: a reply remembered again since the batch was read stays.
+FORGET = "DELETE FROM replies WHERE principal = ? AND id = ? AND ts < ?"
+OLD_ROWS = "SELECT room, offset, live FROM room_log WHERE ts < ? ORDER BY ts LIMIT ?"
+OLD_REPLIES = "SELECT principal, id FROM replies WHERE ts < ? ORDER BY ts LIMIT ?"
+SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, ?, ?, ?, ?) "
+             "ON CONFLICT(room) DO UPDATE SET head = excluded.head, floor = excluded.floor, "
+             "delivered = excluded.delivered, epoch = coalesce(rooms.epoch, excluded.epoch)")
+# Retention by age of a room that may not be cached: its row only moves forward.
+RAISE_FLOOR = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, ?, ?, ?, NULL) "
+               "ON CONFLICT(room) DO UPDATE SET head = max(head, excluded.head), "
+               "floor = max(floor, excluded.floor), delivered = max(delivered, excluded.delivered)")
+# A room's epoch is written once; head, floor and mark 0 add nothing to what the log tells.
+SAVE_EPOCH = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, 0, 0, 0, ?) "
+              "ON CONFLICT(room) DO UPDATE SET epoch = excluded.epoch WHERE rooms.epoch IS NULL")
+
+
+def migrate(db: sqlite3.Connection, path: str) -> None:
+    """Create the tables and indexes, or bring a version 1 (no ``live`` column) or
+    2 (no ``epoch``) file up to date, in one transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"{path} has schema version {version}; this Shotx knows up to "
+                           f"{SCHEMA_VERSION}: upgrade Shotx or use another file")
+    db.executescript(_SCHEMA)
+    db.execute("BEGIN")
+    if version < SCHEMA_VERSION:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(room_log)")}
+        if "live" not in columns:  # version 1 kept every mark in ``rooms``, which still holds
+            db.execute("ALTER TABLE room_log ADD COLUMN live INTEGER NOT NULL DEFAULT 0")
+        if "epoch" not in {row[1] for row in db.execute("PRAGMA table_info(rooms)")}:
+            db.execute("ALTER TABLE rooms ADD COLUMN epoch TEXT")
+        for statement in filter(str.strip, _GIVE_EPOCHS.split(";")):
+            db.execute(statement)
+    for statement in filter(str.strip, _INDEXES.split(";")):  # after ``live``: an index needs its table
+        db.execute(statement)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write even when current
+    db.execute("COMMIT")
