@@ -3,11 +3,15 @@
 Schema 3 (``PRAGMA user_version``): ``room_log`` keyed by (room, offset),
 ``rooms`` (a room's epoch, and the head, floor and delivered mark where the
 log cannot tell them), ``replies`` keyed by (principal, id). Retention by
-count walks ``room_log``'s key; retention by age and reply expiry walk the
-``ts`` indexes (``room_log_age``, ``replies_age``), a batch at a time, so
-neither scans a table. The indexes need no new version: a file that has
-them opens in an older Shotx of schema 3, which keeps them up to date
-(SQLite maintains every index), and a file without them gets them at open.
+count and by age walk ``room_log``'s key (a room's offsets are in time
+order, so its oldest rows come first); reply expiry walks the ``ts`` index
+``replies_age``; both a batch at a time, so neither scans a table. Why not
+a ``ts`` index on ``room_log`` too: deletes in time order across rooms, or
+a room's deletes in such an index, dirty one page per row (a million-row
+pass then spent its time in WAL checkpoints), and every append would pay
+for it. The index needs no new version: a file that has it opens in an
+older Shotx of schema 3, which keeps it up to date (SQLite maintains every
+index), and a file without it gets it at open.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (principal, id)) WITHOUT ROWID;
 """
 _INDEXES = """
-CREATE INDEX IF NOT EXISTS room_log_age ON room_log (ts);
 CREATE INDEX IF NOT EXISTS replies_age ON replies (ts);
 """
 # Version 1 and 2 files: every room with a log gets a row, and every row an epoch.
@@ -43,7 +46,9 @@ SWEEP = "DELETE FROM room_log WHERE room = ? AND offset <= ?"
 REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
 # By key and age: a reply remembered again since the batch was read stays.
 FORGET = "DELETE FROM replies WHERE principal = ? AND id = ? AND ts < ?"
-OLD_ROWS = "SELECT room, offset, live FROM room_log WHERE ts < ? ORDER BY ts LIMIT ?"
+# The next room with a log after ``?`` (one seek on the key: a loose index scan by hand).
+NEXT_ROOM = "SELECT room FROM room_log WHERE room > ? ORDER BY room LIMIT 1"
+OLDEST_ROWS = "SELECT offset, ts, live FROM room_log WHERE room = ? AND offset > ? ORDER BY offset LIMIT ?"
 OLD_REPLIES = "SELECT principal, id FROM replies WHERE ts < ? ORDER BY ts LIMIT ?"
 SAVE_ROOM = ("INSERT INTO rooms (room, head, floor, delivered, epoch) VALUES (?, ?, ?, ?, ?) "
              "ON CONFLICT(room) DO UPDATE SET head = excluded.head, floor = excluded.floor, "

@@ -36,17 +36,20 @@ but rows below the floor are deleted ``RETENTION_SWEEP`` at a time (reads
 never look below the floor), so a full room's append stays one INSERT. The
 one visible effect: after a crash, up to that many rows older than the floor
 may be kept until the next sweep, never fewer than promised. Retention by
-age and reply expiry take ``AGE_BATCH`` / ``REPLY_BATCH`` old rows at a time
-from the ``ts`` indexes and commit each batch before the next, so a pass
-over a million rows holds the event loop a few milliseconds at a time
-(``bench/retention.py``).
+age walks the rooms in key order and each room's oldest rows (a room's
+offsets are in time order), reply expiry the ``replies_age`` index; each
+takes a batch of rows at a time (``AGE_BATCH``, ``REPLY_BATCH``) and
+commits it before the next, so a pass over a million rows lets the event
+loop turn between batches (``bench/retention.py`` measures the stalls).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import OrderedDict
 from dataclasses import replace
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,8 @@ RETENTION_SWEEP = 100
 ROOM_CACHE = 4096
 # Old rows deleted per committed batch by retention by age, and by reply expiry.
 AGE_BATCH = 500
-REPLY_BATCH = 1000
+AGE_ROOMS = 200  # rooms looked at per batch of retention by age (one key seek each)
+REPLY_BATCH = 100
 
 
 class SqliteStore:
@@ -234,40 +238,51 @@ class SqliteStore:
             await self.commits.settled([self._save_room(room, replace(bounds, delivered=min(offset, bounds.head)))])
 
     async def drop_older_than(self, ts: float) -> int:
-        """Retention by age, ``AGE_BATCH`` rows of the ``ts`` index per committed batch."""
-        dropped = 0
-        while True:
-            self.commits.apply()  # this group's appends are in the index too
-            rows = self.db.execute(sql.OLD_ROWS, (ts, AGE_BATCH)).fetchall()
-            if rows:
-                dropped += await self._drop_batch(rows)
-            if len(rows) < AGE_BATCH:
-                return dropped
+        """Retention by age: room after room in key order, each room's oldest rows while they
+        are older than ``ts`` (as the other stores do), committed every ``AGE_BATCH`` rows or
+        ``AGE_ROOMS`` rooms looked at, so that the loop turns between batches."""
+        dropped, room, more, done = 0, "", False, False
+        while not done:
+            self.commits.apply()  # this group's appends count
+            writes: list[Write] = []
+            budget, looked = AGE_BATCH, 0
+            while budget > 0 and looked < AGE_ROOMS:
+                if not more:
+                    found = self.db.execute(sql.NEXT_ROOM, (room,)).fetchone()
+                    if found is None:
+                        done = True
+                        break
+                    room = found[0]
+                taken, counted, more = self._drop_oldest(room, ts, budget, writes)
+                budget, looked, dropped = budget - taken, looked + 1, dropped + counted
+            if writes:
+                await self.commits.settled(writes)
+            else:
+                await asyncio.sleep(0)  # rooms looked at, nothing to drop: let the loop turn anyway
+        return dropped
 
-    async def _drop_batch(self, rows: list[tuple[str, int, int]]) -> int:
-        """Delete each room's log up to its highest old offset in ``rows`` and raise its floor there.
+    def _drop_oldest(self, room: str, ts: float, limit: int, writes: list[Write]) -> tuple[int, int, bool]:
+        """Delete the room's oldest rows older than ``ts`` (at most ``limit``) and raise its floor.
 
-        Rows already below a cached room's floor (retention by count dropped
-        them, their sweep pending) are deleted but not counted again.
+        Returns the rows taken, how many of them count (rows already below a
+        cached room's floor, whose sweep is pending, are not dropped again),
+        and whether the room may have more.
         """
-        highest: dict[str, tuple[int, int]] = {}  # room -> (highest old offset, highest old live one)
-        counted = 0
-        for room, offset, live in rows:
-            top, top_live = highest.get(room, (0, 0))
-            highest[room] = (max(top, offset), max(top_live, offset if live else 0))
-            cached = self._rooms.get(room)
-            counted += cached is None or offset > cached.floor
-        writes = []
-        for room, (top, top_live) in highest.items():
-            writes.append(self._write(sql.SWEEP, (room, top)))
-            cached = self._rooms.get(room)
-            if cached is None:
-                writes.append(self._write(sql.RAISE_FLOOR, (room, top, top, top_live)))
-                continue
+        cached = self._rooms.get(room)
+        floor = cached.floor if cached is not None else 0
+        rows = self.db.execute(sql.OLDEST_ROWS, (room, -1, limit)).fetchall()
+        old = list(takewhile(lambda row: row[1] < ts or row[0] <= floor, rows))
+        if not old:
+            return 0, 0, False
+        top = old[-1][0]
+        if cached is None:
+            top_live = max((offset for offset, _, live in old if live), default=0)
+            writes += [self._write(sql.SWEEP, (room, top)), self._write(sql.RAISE_FLOOR, (room, top, top, top_live))]
+        else:
             self._swept[room] = max(self._swept.get(room, 0), top)
-            writes.append(self._save_room(room, replace(cached, floor=max(cached.floor, top))))
-        await self.commits.settled(writes)
-        return counted
+            writes += [self._write(sql.SWEEP, (room, top)),
+                       self._save_room(room, replace(cached, floor=max(cached.floor, top)))]
+        return len(old), sum(offset > floor for offset, _, _ in old), len(old) == len(rows) == limit
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
         await self.commits.settled([self._write(sql.REMEMBER, (principal, message_id, reply_json, ts))])
