@@ -26,6 +26,7 @@ import asyncio
 import sqlite3
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from shotx.server import SqliteStore
@@ -79,8 +80,10 @@ def build_sqlite(path: Path, rows: int, rooms: int, replies: int) -> float:
     db.executemany("INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    messages())
     old_replies = int(replies * OLD_SHARE)
+    # ids as our client makes them (UUIDv7: time first), from 100 principals, in time order
     db.executemany("INSERT INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)",
-                   ((f"p{n % 100}", f"m{n}", '{"meta":{"success":true},"data":1}',
+                   ((f"p{n % 100}", f"{n:012x}-7{n % 4096:03x}-{uuid.uuid4().hex[:16]}",
+                     '{"meta":{"success":true},"data":1}',
                      cutoff - (old_replies - n) if n < old_replies else cutoff + n) for n in range(replies)))
     db.commit()
     db.close()

@@ -76,11 +76,13 @@ end
 """
 
 # Drops the oldest entries while they are older than the cutoff (what the
-# other stores do), a hundred at a time; returns how many went.
+# other stores do), at most ARGV[2] of them, a hundred per XRANGE; returns how
+# many went. A script holds Redis for every client while it runs: the caller
+# calls again while a call drops its whole allowance.
 _DROP_OLDER = """
-local dropped, floor = 0, nil
-while true do
-  local batch = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 100)
+local dropped, floor, most = 0, nil, tonumber(ARGV[2])
+while dropped < most do
+  local batch = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', math.min(100, most - dropped))
   if #batch == 0 then break end
   for _, entry in ipairs(batch) do
     local fields, ts = entry[2], nil
@@ -98,12 +100,16 @@ end
 return dropped
 """
 
+# At most ARGV[2] replies older than ARGV[1]; returns how many went.
 _FORGET_REPLIES = """
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
-for _, field in ipairs(old) do redis.call('HDEL', KEYS[1], field) end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #old == 0 then return 0 end
+redis.call('HDEL', KEYS[1], unpack(old))
+redis.call('ZREM', KEYS[2], unpack(old))
 return #old
 """
+# Entries (or replies) one script call may drop.
+SCRIPT_BATCH = 1000
 
 
 class RedisStore:
@@ -234,10 +240,15 @@ class RedisStore:
         await self._scripts["mark"](keys=[self._bounds_key(room)], args=[offset])
 
     async def drop_older_than(self, ts: float) -> int:
+        """Retention by age, room by room, ``SCRIPT_BATCH`` entries per script call."""
         dropped = 0
-        for room in await self.redis.smembers(self._rooms_key):
-            dropped += int(await self._scripts["drop"](keys=[self._bounds_key(room), self._log_key(room)],
-                                                       args=[repr(ts)]))
+        async for room in self.redis.sscan_iter(self._rooms_key, count=500):
+            keys = [self._bounds_key(room), self._log_key(room)]
+            while True:
+                went = int(await self._scripts["drop"](keys=keys, args=[repr(ts), SCRIPT_BATCH]))
+                dropped += went
+                if went < SCRIPT_BATCH:
+                    break
         return dropped
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
@@ -258,8 +269,12 @@ class RedisStore:
 
     async def forget_replies_before(self, ts: float) -> int:
         await self.flushed()
-        keys = [self._replies_key, self._reply_times_key]
-        return int(await self._scripts["forget"](keys=keys, args=[repr(ts)]))
+        keys, forgotten = [self._replies_key, self._reply_times_key], 0
+        while True:  # ``SCRIPT_BATCH`` replies per script call
+            went = int(await self._scripts["forget"](keys=keys, args=[repr(ts), SCRIPT_BATCH]))
+            forgotten += went
+            if went < SCRIPT_BATCH:
+                return forgotten
 
     async def live_entries(self) -> AsyncIterator[LogEntry]:
         """Every entry appended to any room by any process, in each room's offset order.

@@ -2,16 +2,23 @@
 
 Schema 3 (``PRAGMA user_version``): ``room_log`` keyed by (room, offset),
 ``rooms`` (a room's epoch, and the head, floor and delivered mark where the
-log cannot tell them), ``replies`` keyed by (principal, id). Retention by
-count and by age walk ``room_log``'s key (a room's offsets are in time
-order, so its oldest rows come first); reply expiry walks the ``ts`` index
-``replies_age``; both a batch at a time, so neither scans a table. Why not
-a ``ts`` index on ``room_log`` too: deletes in time order across rooms, or
-a room's deletes in such an index, dirty one page per row (a million-row
-pass then spent its time in WAL checkpoints), and every append would pay
-for it. The index needs no new version: a file that has it opens in an
-older Shotx of schema 3, which keeps it up to date (SQLite maintains every
-index), and a file without it gets it at open.
+log cannot tell them), ``replies`` keyed by (id, principal) with the ``ts``
+index ``replies_age``.
+
+Retention by count and by age walk ``room_log``'s key (a room's offsets are
+in time order, so its oldest rows come first); reply expiry walks
+``replies_age``; both a batch at a time, so neither scans a table.
+``replies`` is keyed by id first because our client's ids are UUIDv7,
+which sort by time: replies that expire together sit together in the table
+too (keyed by principal first, every expired reply was on a page of its
+own, and a pass spent its time in WAL checkpoints). There is no ``ts``
+index on ``room_log`` for the same reason: deletes in time order across
+rooms dirty a page per row, and every append would pay for the index.
+
+A file of an earlier layout is brought to this one at open: its replies
+re-keyed (a copy of the table, once), the index made. Neither needs a new
+version: an older Shotx of schema 3 asks these tables the same questions
+and SQLite keeps the index up to date for it.
 """
 
 from __future__ import annotations
@@ -29,7 +36,16 @@ CREATE TABLE IF NOT EXISTS rooms (
     delivered INTEGER NOT NULL, epoch TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replies (
     principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
-    PRIMARY KEY (principal, id)) WITHOUT ROWID;
+    PRIMARY KEY (id, principal)) WITHOUT ROWID;
+"""
+# Files whose replies are keyed (principal, id): the same rows, keyed (id, principal).
+_REKEY_REPLIES = """
+CREATE TABLE replies_by_id (
+    principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY (id, principal)) WITHOUT ROWID;
+INSERT INTO replies_by_id (principal, id, reply, ts) SELECT principal, id, reply, ts FROM replies;
+DROP TABLE replies;
+ALTER TABLE replies_by_id RENAME TO replies;
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS replies_age ON replies (ts);
@@ -79,7 +95,10 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
             db.execute("ALTER TABLE rooms ADD COLUMN epoch TEXT")
         for statement in filter(str.strip, _GIVE_EPOCHS.split(";")):
             db.execute(statement)
-    for statement in filter(str.strip, _INDEXES.split(";")):  # after ``live``: an index needs its table
+    if {row[1]: row[5] for row in db.execute("PRAGMA table_info(replies)")}.get("principal") == 1:
+        for statement in filter(str.strip, _REKEY_REPLIES.split(";")):
+            db.execute(statement)
+    for statement in filter(str.strip, _INDEXES.split(";")):  # after the tables they index
         db.execute(statement)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write even when current
     db.execute("COMMIT")

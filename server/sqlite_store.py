@@ -152,9 +152,6 @@ class SqliteStore:
         if bounds.floor > self._swept.pop(room, 0):
             self._write(sql.SWEEP, (room, bounds.floor))
         self._write(sql.SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
-        made = self._new_epochs.get(room)
-        if made is not None and made[1].settled and made[1].error is None:
-            del self._new_epochs[room]
 
     def _load_room(self, room: str) -> RoomBounds:
         """Bounds from the ``rooms`` row and the log (see the module docstring)."""
@@ -182,7 +179,12 @@ class SqliteStore:
         made = self._new_epochs.pop(room, None)
         epoch = made[0] if made is not None else new_epoch()
         self._new_epochs[room] = (epoch, self._write(sql.SAVE_EPOCH, (room, epoch)))
-        while len(self._new_epochs) > self.room_cache:  # only failed writes linger: bounded anyway
+        while True:  # oldest first: the ones written go (the one just made is not, so this stops)
+            older, (_, write) = next(iter(self._new_epochs.items()))
+            if not write.settled or write.error is not None:
+                break
+            del self._new_epochs[older]
+        while len(self._new_epochs) > self.room_cache:  # failed writes linger: bounded anyway
             self._new_epochs.popitem(last=False)
         return epoch
 

@@ -1,9 +1,9 @@
-"""The SQLite store's passes over many rows and many rooms, on a real file.
+"""Retention and reply expiry over many rows and rooms, on a real SQLite file and the real Redis.
 
-Retention by age and reply expiry run in committed batches off the ``ts``
-indexes (other tasks run between the batches, and the right rows are left);
-the cache of rooms' bounds is bounded, and a room that left it reads back
-exactly the bounds it had.
+On SQLite, retention by age and reply expiry run in committed batches
+(other tasks run between them, and the right rows are left), the cache of
+rooms' bounds is bounded, and a room that left it reads back exactly the
+bounds it had; on Redis, each script call drops a bounded number.
 """
 
 import asyncio
@@ -133,3 +133,56 @@ async def test_rooms_leave_the_cache_and_come_back_with_the_same_bounds(tmp_path
         assert await again.bounds("r7") == seen["r7"]
     finally:
         await again.close()
+
+
+async def test_redis_passes_run_in_bounded_script_calls_and_leave_the_right_entries(redis_url, redis_prefix):
+    """A Lua script holds Redis for everyone: each call drops at most ``SCRIPT_BATCH``."""
+    from shotx.server.redis_store import SCRIPT_BATCH, RedisStore
+
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    await store.open()
+    try:
+        old = 2 * SCRIPT_BATCH + 300
+        for n in range(1, old + 101):  # old entries, then 100 newer ones, in one room; a little room too
+            await store.append("big", "t", str(n), str(n), 1.0 if n <= old else 50.0, False, 10**6)
+        await store.append("small", "t", "1", "s1", 1.0, False, 10)
+        for n in range(old):
+            await store.remember("p", f"m{n}", '"r"', 1.0)
+        await store.remember("p", "keep", '"r"', 50.0)
+        calls, script = [], store._scripts["drop"]
+
+        async def counted(**kwargs):
+            went = await script(**kwargs)
+            calls.append(int(went))
+            return went
+        store._scripts["drop"] = counted
+        assert await store.drop_older_than(10.0) == old + 1
+        assert max(calls) == SCRIPT_BATCH and len(calls) >= 4  # three calls for "big", one for "small"
+        assert [e.offset for e in await store.read("big", 0, 200)] == list(range(old + 1, old + 101))
+        assert (await store.bounds("big")).floor == old and await store.read("small", 0, 10) == []
+        assert await store.forget_replies_before(10.0) == old
+        assert await store.recall("p", "m0") is None and await store.recall("p", "keep") == '"r"'
+    finally:
+        await store.close()
+
+
+async def test_a_file_whose_replies_are_keyed_by_principal_first_is_rekeyed_at_open(tmp_path):
+    """Earlier files keyed replies (principal, id); opening one keeps every reply, keyed by id first."""
+    import sqlite3
+
+    path = tmp_path / "old-keys.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE replies (principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+                              PRIMARY KEY (principal, id)) WITHOUT ROWID;
+        INSERT INTO replies VALUES ('p', 'm1', '"one"', 5.0), ('q', 'm1', '"two"', 6.0);
+        PRAGMA user_version = 3;""")
+    db.close()
+    store = await opened(path)
+    try:
+        assert (await store.recall("p", "m1"), await store.recall("q", "m1")) == ('"one"', '"two"')
+        keys = {row[1]: row[5] for row in store.db.execute("PRAGMA table_info(replies)")}
+        assert (keys["id"], keys["principal"]) == (1, 2)
+        assert await store.forget_replies_before(5.5) == 1 and await store.recall("q", "m1") == '"two"'
+    finally:
+        await store.close()
