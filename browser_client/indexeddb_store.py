@@ -15,8 +15,16 @@ IndexedDB commits a transaction as soon as control returns to the event loop,
 and Pyodide resumes a coroutine in a later task, so every operation here
 issues all of its requests synchronously and then awaits the transaction's
 completion once (a promise made by a small JavaScript helper, so no Python
-proxy is involved). Where IndexedDB cannot be opened (private windows, some
-embedded browsers) the store falls back to memory and logs a warning.
+proxy is involved).
+
+Failures surface. Where IndexedDB cannot be opened (no ``indexedDB``, some
+private windows, embedded browsers) the store falls back to memory, logs
+``IndexedDB unavailable`` once and reports ``durable`` False, so the page
+keeps working live and the application can tell its user that offline
+sends will not survive a reload. A write of a queued send the browser
+refuses for its quota (``QuotaExceededError``) aborts its transaction, so
+nothing of it is stored, and raises :class:`~shotx.client.errors.OutboxFull`
+(reason ``"quota"``) from ``send()``/``queue()``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from typing import Any
 import js  # type: ignore[import-not-found]
 
 from .core import OutboxRecord
+from .errors import OutboxFull
 from .js_transport import to_js_value, to_py_value
 from .store import MemoryStore, StoredState
 
@@ -52,10 +61,18 @@ _OPEN = js.Function.new("name", """
     request.onblocked = () => reject(new Error("IndexedDB open blocked"));
   });""")
 
+# Rejects with an Error, not the transaction's DOMException: Pyodide's future cannot
+# take a DOMException as an exception ("TypeError: invalid exception object" on the
+# page, and the awaiting coroutine never resumed). The name is kept (QuotaExceededError).
 _DONE = js.Function.new("tx", """
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onerror = tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+    tx.onerror = tx.onabort = () => {
+      const cause = tx.error;
+      const error = new Error(cause ? `${cause.name}: ${cause.message}` : "IndexedDB transaction aborted");
+      error.name = cause ? cause.name : "AbortError";
+      reject(error);
+    };
   });""")
 
 _LOCK = js.Function.new("name", """
@@ -75,6 +92,11 @@ class IndexedDBStore:
         self._db: Any = None
         self._fallback: MemoryStore | None = None
         self._next_seen = 1
+
+    @property
+    def durable(self) -> bool:
+        """False once the database could not be opened (state in memory only)."""
+        return self._fallback is None
 
     async def _opened(self) -> MemoryStore | None:
         """Open the database on first use; the memory fallback if it cannot be opened."""
@@ -117,7 +139,12 @@ class IndexedDBStore:
         if (fallback := await self._opened()) is not None:
             return await fallback.add_outbox(record)
         row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
-        await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
+        try:
+            await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
+        except Exception as error:  # JsException; the aborted transaction stored nothing
+            if not is_quota_error(error):
+                raise
+            raise OutboxFull("quota", f"OUTBOX_FULL: the browser's storage quota is used up ({error})") from None
 
     async def remove_outbox(self, record_ids: Collection[str]) -> None:
         if (fallback := await self._opened()) is not None:
@@ -175,6 +202,11 @@ class IndexedDBStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def is_quota_error(error: BaseException) -> bool:
+    """Is this IndexedDB's ``QuotaExceededError`` (a DOMException, seen through Pyodide's JsException)?"""
+    return getattr(error, "name", None) == "QuotaExceededError" or "QuotaExceededError" in str(error)
 
 
 _SET_OFFSET_IF_PRESENT = js.Function.new("store", "offset", """

@@ -28,6 +28,7 @@ class SqliteStore:
     """``SxClient(url, store=SqliteStore("client.sqlite3"))`` or ``store="client.sqlite3"``."""
 
     seen_limit = 1000
+    durable = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .limits import Limits
 from .server import SxServer, open_store
 from .socket import SxSocket
 
@@ -28,9 +29,10 @@ DEMO_ROOM = "user-room"
 SX = web.AppKey("sx", SxServer)
 
 
-def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False) -> web.Application:
+def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False,
+              limits: Limits | None = None) -> web.Application:
     app = web.Application()
-    sx = SxServer(app, store=store)
+    sx = SxServer(app, store=store, limits=limits)
     if private_rooms:
         sx.authorize_join(own_user_rooms_only)
 
@@ -124,12 +126,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between demo notifications (0: off)")
     parser.add_argument("--private-rooms", action="store_true",
                         help="refuse a room user-<id> to everyone but user <id> (the demo room stays open)")
+    parser.add_argument("--messages-per-second", type=float, default=Limits.messages_per_second,
+                        help="per-connection rate limit (answered 2007 past it)")
+    parser.add_argument("--message-burst", type=int, default=Limits.message_burst, help="with --messages-per-second")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    limits = Limits(messages_per_second=args.messages_per_second, message_burst=args.message_burst)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms)
+    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms,
+                    limits)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
     web.run_app(app, sock=sock, print=None, handle_signals=True)
 

@@ -436,7 +436,8 @@ class SxServer:
         try:
             socket.principal = self.principal(result, socket)
             socket.resend_key = resend_key(socket.principal, socket.handshake.get("client"), sid)
-            socket.use = ConnectionUse(self.limits)
+            # auth.ordered: the client keeps its sends in order and sends a refused one again (limits.py)
+            socket.use = ConnectionUse(self.limits, ordered=socket.handshake.get("ordered") is True)
         except Exception:  # a principal function that fails is an auth failure of ours
             log.exception("[%s] AUTH_ERROR: principal", sid)
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
@@ -487,7 +488,8 @@ class SxServer:
         found = self.message_handlers.get(type_)
         if found is None:
             return protocol.unknown_type(type_)
-        refused = socket.use.admit(time.monotonic())
+        message_id = meta.get("id") if type_ not in protocol.BUILTIN_TYPES else None
+        refused = socket.use.admit(time.monotonic(), message_id if isinstance(message_id, str) else None)
         if refused is not None:
             log.info("[%s] %s: %s", sid, type_, refused)
             return protocol.failure(protocol.LIMIT_EXCEEDED, refused)

@@ -33,7 +33,7 @@ from shotx.client import errors
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "### Every public name"
 CLASSES = [shotx.server.SxServer, shotx.client.SxClient, errors.SxError, errors.AuthError, errors.MessageError,
-           errors.JoinRefused, errors.SxTimeoutError, errors.PayloadTooLarge, errors.ConnectError]
+           errors.JoinRefused, errors.SxTimeoutError, errors.PayloadTooLarge, errors.ConnectError, errors.OutboxFull]
 
 
 def _ours(owner: type) -> bool:
