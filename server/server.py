@@ -383,6 +383,8 @@ class SxServer:
             raise Refusal(protocol.HANDLER_ERROR, "Invalid leave: data must be an object with a room")
         room = _checked(protocol.check_room, data.get("room"))
         await self.sio.leave_room(socket.sid, room)
+        if self.shared is not None:
+            await self.shared.forget(room)
         log.info("[%s] left %s", socket.sid, room)
         return {"room": room}
 
@@ -448,8 +450,16 @@ class SxServer:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Reply | None:
         if (refusal := self._client_event(sid, "disconnect")) is not None:
             return refusal
-        self.sockets.pop(sid, None)
+        socket = self.sockets.pop(sid, None)
+        if socket is not None and self.shared is not None:
+            # python-socketio takes the socket out of its rooms right after this handler,
+            # with no await in between: the task runs once it has
+            self._background(self._forget_rooms(socket.rooms))
         return None
+
+    async def _forget_rooms(self, rooms: list[str]) -> None:
+        for room in rooms:
+            await self.shared.forget(room)  # type: ignore[union-attr]
 
     async def _refuse_frame(self, sid: str, frame: MalformedFrame) -> Reply | None:
         """A frame packets.py could not decode: a 2001 when it has an ack id to answer, else a clean close."""
