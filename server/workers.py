@@ -118,7 +118,7 @@ class Primary:
             return False
         return True
 
-    def _start(self, slot: _Slot) -> None:
+    def _start(self, slot: _Slot) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = self._context.Process(
@@ -128,9 +128,10 @@ class Primary:
         child.close()
         parent.setblocking(False)
         slot.process, slot.channel, slot.started = process, parent, time.monotonic()
-        slot.ready = loop.create_future()
+        slot.ready = ready = loop.create_future()
         loop.add_reader(process.sentinel, self._exited, slot)
         asyncio.ensure_future(self._await_ready(slot, parent))
+        return ready
 
     async def _await_ready(self, slot: _Slot, channel: socket.socket) -> None:
         try:
@@ -163,8 +164,8 @@ class Primary:
 
     def _restart(self, slot: _Slot) -> None:
         if not self.stopping.is_set():
-            self._start(slot)
-            slot.ready.add_done_callback(lambda future: future.exception())  # a failed restart is logged
+            ready = self._start(slot)
+            ready.add_done_callback(lambda future: future.exception())  # a failed restart is logged
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()

@@ -55,7 +55,7 @@ def worker_of_sid(sid: str | None) -> int:
 
 
 def worker_of(client: SxClient) -> int:
-    return worker_of_sid(client.transport._sio.get_sid())  # the python-socketio client under SxClient
+    return worker_of_sid(client.transport._sio.eio.sid)  # the engine.io session under SxClient
 
 
 class PollingPeer:
@@ -98,7 +98,7 @@ async def test_clients_on_both_workers_get_every_room_message_whichever_worker_p
     for peer in pollers.values():
         await peer.connect(server.url)
     where = {name: worker_of(client) for name, client in sx_clients.items()}
-    where |= {name: worker_of_sid(peer.sio.get_sid()) for name, peer in pollers.items()}
+    where |= {name: worker_of_sid(peer.sio.eio.sid) for name, peer in pollers.items()}
     for kind in ("ws", "upgraded", "polling"):
         assert {where[f"{kind}-a"], where[f"{kind}-b"]} == {0, 1}, where
     for client in sx_clients.values():
