@@ -8,6 +8,7 @@ messages published on either worker reach every member, in offset order.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import socketio
 
 from shotx.client import SxClient
 from shotx.client.socketio_transport import SocketioTransport
+from test_wire_js import NODE_MODULES, node_available
 from workers_server import WorkersServer
 
 from redis_keys import REDIS_URL
@@ -128,6 +130,27 @@ async def test_clients_on_both_workers_get_every_room_message_whichever_worker_p
     await server.stop()
     for peer in pollers.values():
         await peer.sio.disconnect()
+
+
+async def test_shotx_javascript_peers_polling_then_upgrading_work_across_workers(servers, redis_prefix):
+    """socket.io-client's default transports (long-polling, then the upgrade to WebSocket),
+    four peers in one Node process, on both workers. (Its Node XHR does not reuse
+    connections across sessions: the kept-alive case is the aiohttp test below.)"""
+    if not node_available():
+        pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
+    server = await servers(demo_argv(redis_prefix))
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(HERE / "workers_js_peers.cjs"), server.url, "4",
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    peers = json.loads(stdout)
+    assert sorted(worker_of_sid(peer["sids"][0]) for peer in peers) == [0, 0, 1, 1]
+    for peer in peers:
+        assert peer["transports"] == ["polling", "websocket"], peer  # it started on polling and upgraded
+        assert peer["offsets"] == [1, 2, 3, 4], peer
+        assert peer["echo"]["data"]["data"] == {"from": peer["index"]}
 
 
 async def _handshake(http: aiohttp.ClientSession, url: str) -> str:
