@@ -42,6 +42,8 @@ AuthHandler = Callable[[str, SxSocket], Any]
 JoinAuthorizer = Callable[[str, SxSocket, "int | None"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
+# Every SxServer attached to an application, so that run_workers can check and tag them.
+SX_SERVERS = web.AppKey("shotx_servers", list)
 FRAME_HEADROOM = 64  # bytes of Socket.IO framing around a message payload, with room to spare
 
 
@@ -142,6 +144,7 @@ class SxServer:
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
+        app.setdefault(SX_SERVERS, []).append(self)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
