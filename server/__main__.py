@@ -13,9 +13,11 @@ import argparse
 import asyncio
 import functools
 import hashlib
+import importlib
 import json
 import logging
 import socket as pysocket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from aiohttp import web
 from .limits import Limits
 from .server import SxServer, open_store
 from .socket import SxSocket
+from .workers import run_workers
 
 DEMO_ROOM = "user-room"
 
@@ -124,6 +127,14 @@ def _publisher(sx: SxServer, interval: float) -> Any:
     return run
 
 
+def demo_worker_app(store: str, prefix: str, web_dir: Path | None, interval: float, private_rooms: bool,
+                    limits: Limits, worker: int) -> web.Application:
+    """The demo app of one ``--workers`` process: only worker 0 runs the publisher,
+    so the room gets one numbered notification per interval, not one per worker."""
+    return build_app(open_store(store, redis_prefix=prefix), web_dir, interval if worker == 0 else 0,
+                     private_rooms, limits)
+
+
 def _bind(host: str, port: int) -> pysocket.socket:
     sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
     sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
@@ -146,12 +157,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages-per-second", type=float, default=Limits.messages_per_second,
                         help="per-connection rate limit (answered 2007 past it)")
     parser.add_argument("--message-burst", type=int, default=Limits.message_burst, help="with --messages-per-second")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes serving one port (more than 1 needs a redis:// store)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     limits = Limits(messages_per_second=args.messages_per_second, message_burst=args.message_burst)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
+    if args.workers > 1:
+        # Under ``python -m`` this module is ``__main__``, which multiprocessing's spawn does not
+        # re-import in a worker; the factory must name the module by its importable name.
+        importable = importlib.import_module("shotx.server.__main__")
+        factory = functools.partial(importable.demo_worker_app, args.store, args.prefix, args.web, args.interval,
+                                    args.private_rooms, limits)
+        sys.exit(run_workers(factory, workers=args.workers, sock=sock, on_ready=lambda port: print(
+            f"Shotx demo server listening on http://{host}:{port} ({args.workers} workers)", flush=True)))
     app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms,
                     limits)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)

@@ -13,11 +13,11 @@ them; the servers deliver live messages from that channel
 Durability is Redis's: a write counts once Redis has acknowledged it, and
 survives a Redis restart as far as its persistence settings (AOF,
 ``appendfsync``) say. Remembered replies are written as the SQLite store
-writes them, in batches: ``remember`` keeps the reply here and a write of
-everything kept follows within ``REPLY_WRITE_DELAY``, or at once when
-``flushed`` is awaited, as the server does before an ack leaves
-(``replies.py``): the acks of one loop turn share one round trip. Until
-then this process's ``recall`` finds the reply.
+writes them, in batches: the replies remembered in one loop turn go in one
+round trip on the next, and each ``remember`` returns with that write's
+outcome (the server awaits it before the ack leaves, ``replies.py``). A
+batch that failed is kept and goes with the next one; until it is written
+this process's ``recall`` finds its replies.
 
 A room's epoch (its history's identity, see ``RoomBounds``) is a key of its
 own, set only if absent (``SET NX``) by the append script and by ``bounds``,
@@ -51,7 +51,6 @@ from shotx.client import binary
 from .store import BinaryReply, LogEntry, RoomBounds, new_epoch
 
 log = logging.getLogger("shotx.server")
-REPLY_WRITE_DELAY = 0.05  # seconds a remembered reply may wait for company before it is written
 _BINARY_REPLY = b"\x00"  # starts a remembered reply with bytes (text replies are JSON: never this)
 
 _APPEND = """
@@ -92,34 +91,43 @@ end
 """
 
 # Drops the oldest entries while they are older than the cutoff (what the
-# other stores do), a hundred at a time; returns how many went.
+# other stores do), at most ARGV[2] of them, read a hundred at a time from
+# the floor up, and trimmed with one XTRIM MINID (XDEL leaves tombstones that
+# every later XRANGE from the start walks again); returns how many went. A
+# script holds Redis for every client while it runs: the caller calls again
+# while a call drops its whole allowance.
 _DROP_OLDER = """
-local dropped, floor = 0, nil
-while true do
-  local batch = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 100)
+local floor, most, dropped, last = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0'), tonumber(ARGV[2]), 0, nil
+local start = '(0-' .. floor
+while dropped < most do
+  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', math.min(100, most - dropped))
   if #batch == 0 then break end
+  local newer = false
   for _, entry in ipairs(batch) do
     local fields, ts = entry[2], nil
     for i = 1, #fields, 2 do if fields[i] == 'ts' then ts = tonumber(fields[i + 1]) end end
-    if ts >= tonumber(ARGV[1]) then batch = nil break end
-    redis.call('XDEL', KEYS[2], entry[1])
-    floor = tonumber(string.match(entry[1], '-(%d+)$'))
-    dropped = dropped + 1
+    if ts >= tonumber(ARGV[1]) then newer = true break end
+    last, dropped, start = tonumber(string.match(entry[1], '-(%d+)$')), dropped + 1, '(' .. entry[1]
   end
-  if batch == nil then break end
+  if newer then break end
 end
-if floor and floor > tonumber(redis.call('HGET', KEYS[1], 'floor') or '0') then
-  redis.call('HSET', KEYS[1], 'floor', floor)
+if last then
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (last + 1))
+  if last > floor then redis.call('HSET', KEYS[1], 'floor', last) end
 end
 return dropped
 """
 
+# At most ARGV[2] replies older than ARGV[1]; returns how many went.
 _FORGET_REPLIES = """
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
-for _, field in ipairs(old) do redis.call('HDEL', KEYS[1], field) end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #old == 0 then return 0 end
+redis.call('HDEL', KEYS[1], unpack(old))
+redis.call('ZREM', KEYS[2], unpack(old))
 return #old
 """
+# Entries (or replies) one script call may drop.
+SCRIPT_BATCH = 1000
 
 
 class RedisStore:
@@ -141,8 +149,9 @@ class RedisStore:
         self._pubsub: Any = None
         self._scripts: dict[str, Any] = {}
         self._replies: dict[str, tuple[str | BinaryReply, float]] = {}  # field -> (reply, ts), not written yet
-        self._reply_write: asyncio.TimerHandle | None = None
-        self._writing: asyncio.Task[None] | None = None
+        self._batch: asyncio.Future[None] | None = None  # the outcome of this loop turn's replies
+        self._writing: set[asyncio.Task[None]] = set()
+        self._in_flight: list[dict[str, tuple[str | BinaryReply, float]]] = []  # batches being written
 
     def _bounds_key(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:bounds"
@@ -177,9 +186,6 @@ class RedisStore:
         await self._pubsub.subscribe(self.channel)
 
     async def close(self) -> None:
-        if self._reply_write is not None:
-            self._reply_write.cancel()
-            self._reply_write = None
         if self.redis is not None:
             try:
                 await self.flushed()
@@ -203,38 +209,45 @@ class RedisStore:
 
     async def flushed(self, entry: LogEntry | None = None) -> None:
         """Appends are written when they return (or raise); this writes the replies kept meanwhile."""
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
+        if self._writing:
+            await asyncio.gather(*(asyncio.shield(task) for task in list(self._writing)))
         if self._replies:
             await self._write_replies()
 
-    def _schedule_reply_write(self) -> None:
-        if self._reply_write is None:
-            self._reply_write = asyncio.get_running_loop().call_later(REPLY_WRITE_DELAY, self._start_reply_write)
-
     def _start_reply_write(self) -> None:
-        self._reply_write = None
-        if self._replies and self._writing is None:
-            self._writing = asyncio.ensure_future(self._write_replies())
-            self._writing.add_done_callback(self._reply_write_done)
+        """Write the replies remembered this loop turn, in one round trip; tell their writers."""
+        done, self._batch = self._batch, None
+        task = asyncio.ensure_future(self._write_replies())
+        self._writing.add(task)
 
-    def _reply_write_done(self, task: asyncio.Task[None]) -> None:
-        self._writing = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("remembered replies could not be written to Redis: %s (trying again)", task.exception())
-        if self._replies:
-            self._schedule_reply_write()
+        def written(task: asyncio.Task[None]) -> None:
+            self._writing.discard(task)
+            if done is None or done.done():
+                return
+            if task.cancelled():
+                done.cancel()
+            elif task.exception() is not None:
+                done.set_exception(task.exception())  # type: ignore[arg-type]
+                done.exception()  # retrieved: every writer may be gone
+            else:
+                done.set_result(None)
+        task.add_done_callback(written)
 
     async def _write_replies(self) -> None:
         batch, self._replies = self._replies, {}
+        if not batch:
+            return
+        self._in_flight.append(batch)  # ``recall`` still finds them while they are on their way
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._replies_key, mapping={field: _reply_value(reply) for field, (reply, _) in batch.items()})
                 pipe.zadd(self._reply_times_key, {field: ts for field, (_, ts) in batch.items()})
                 await pipe.execute()
         except BaseException:
-            self._replies = {**batch, **self._replies}  # kept for the next attempt, newer ones winning
+            self._replies = {**batch, **self._replies}  # kept for the next write, newer ones winning
             raise
+        finally:
+            self._in_flight.remove(batch)
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
         rows = await self.raw.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
@@ -251,21 +264,30 @@ class RedisStore:
         await self._scripts["mark"](keys=[self._bounds_key(room)], args=[offset])
 
     async def drop_older_than(self, ts: float) -> int:
+        """Retention by age, room by room, ``SCRIPT_BATCH`` entries per script call."""
         dropped = 0
-        for room in await self.redis.smembers(self._rooms_key):
-            dropped += int(await self._scripts["drop"](keys=[self._bounds_key(room), self._log_key(room)],
-                                                       args=[repr(ts)]))
+        async for room in self.redis.sscan_iter(self._rooms_key, count=500):
+            keys = [self._bounds_key(room), self._log_key(room)]
+            while True:
+                went = int(await self._scripts["drop"](keys=keys, args=[repr(ts), SCRIPT_BATCH]))
+                dropped += went
+                if went < SCRIPT_BATCH:
+                    break
         return dropped
 
     async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
         self._replies[json.dumps([principal, message_id])] = (reply_json, ts)
-        self._schedule_reply_write()
+        if self._batch is None:  # the first of this loop turn: the write goes on the next one
+            self._batch = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._start_reply_write)
+        await asyncio.shield(self._batch)
 
     async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         field = json.dumps([principal, message_id])
-        kept = self._replies.get(field)
-        if kept is not None:
-            return kept[0]
+        for batch in (self._replies, *reversed(self._in_flight)):  # newest first
+            kept = batch.get(field)
+            if kept is not None:
+                return kept[0]
         found = await self.raw.hget(self._replies_key, field)
         if found is None:
             return None
@@ -276,8 +298,12 @@ class RedisStore:
 
     async def forget_replies_before(self, ts: float) -> int:
         await self.flushed()
-        keys = [self._replies_key, self._reply_times_key]
-        return int(await self._scripts["forget"](keys=keys, args=[repr(ts)]))
+        keys, forgotten = [self._replies_key, self._reply_times_key], 0
+        while True:  # ``SCRIPT_BATCH`` replies per script call
+            went = int(await self._scripts["forget"](keys=keys, args=[repr(ts), SCRIPT_BATCH]))
+            forgotten += went
+            if went < SCRIPT_BATCH:
+                return forgotten
 
     async def live_entries(self) -> AsyncIterator[LogEntry]:
         """Every entry appended to any room by any process, in each room's offset order.

@@ -16,8 +16,9 @@ first store call, so a copy arriving while that call is out (a Redis round
 trip) waits for the first one's outcome instead of running the handler too,
 and copies are answered in the order they came.
 
-An ack leaves only once its reply is durable (``remember``, then
-``flushed``; SQLite's group commit lets concurrent acks share one commit).
+An ack leaves only once its reply is durable (``remember`` returns then,
+with its own write's outcome; SQLite's group commit lets concurrent acks
+share one commit).
 So an acknowledged message is never run again, even after a crash; what is
 left is the window between a handler's end and that commit: a server killed
 inside it sent no ack, and the resend runs the handler again. With
@@ -217,8 +218,7 @@ class ReplyMemory:
         try:
             if not _storable(*key):  # the text is: encode_json refused anything else
                 raise ValueError("not valid Unicode text (a lone surrogate)")
-            await self.store.remember(*key, text, time.time())
-            await self.store.flushed()
+            await self.store.remember(*key, text, time.time())  # returns once durable: its own outcome
         except Exception:
             log.exception("%s could not be remembered durably (%s)", key[1], consequence)
             return False

@@ -42,6 +42,8 @@ AuthHandler = Callable[[str, SxSocket], Any]
 JoinAuthorizer = Callable[[str, SxSocket, "int | None"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
+# Every SxServer attached to an application, so that run_workers can check and tag them.
+SX_SERVERS = web.AppKey("shotx_servers", list)
 FRAME_HEADROOM = 64  # bytes of Socket.IO framing around a message payload, with room to spare
 
 
@@ -142,6 +144,7 @@ class SxServer:
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
+        app.setdefault(SX_SERVERS, []).append(self)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
@@ -385,6 +388,8 @@ class SxServer:
             raise Refusal(protocol.HANDLER_ERROR, "Invalid leave: data must be an object with a room")
         room = _checked(protocol.check_room, data.get("room"))
         await self.sio.leave_room(socket.sid, room)
+        if self.shared is not None:
+            await self.shared.forget(room)
         log.info("[%s] left %s", socket.sid, room)
         return {"room": room}
 
@@ -450,8 +455,16 @@ class SxServer:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Reply | None:
         if (refusal := self._client_event(sid, "disconnect")) is not None:
             return refusal
-        self.sockets.pop(sid, None)
+        socket = self.sockets.pop(sid, None)
+        if socket is not None and self.shared is not None:
+            # python-socketio takes the socket out of its rooms right after this handler,
+            # with no await in between: the task runs once it has
+            self._background(self._forget_rooms(socket.rooms))
         return None
+
+    async def _forget_rooms(self, rooms: list[str]) -> None:
+        for room in rooms:
+            await self.shared.forget(room)  # type: ignore[union-attr]
 
     async def _refuse_frame(self, sid: str, frame: MalformedFrame) -> Reply | None:
         """A frame packets.py could not decode: a 2001 when it has an ack id to answer, else a clean close."""

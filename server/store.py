@@ -136,21 +136,28 @@ class Store(Protocol):
         """Move the delivered mark forward to ``offset`` (never backward)."""
 
     async def drop_older_than(self, ts: float) -> int:
-        """Retention by age across rooms; returns how many entries went."""
+        """Retention by age across rooms; returns how many entries went.
+
+        Each room loses its oldest entries while they are older than ``ts``.
+        A store with many rows does it in batches that let the event loop
+        (and, on Redis, the server's other commands) run between them.
+        """
 
     async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
         """Keep the reply (JSON text, or a :class:`BinaryReply`) a handler produced for ``(principal, message_id)``.
 
-        May return before the reply is durable (it is once :meth:`flushed`
-        returns, which the server awaits before the ack leaves, so that
-        concurrent acks share a write); ``recall`` must already find it.
+        Returns once this reply is durable, or raises why it is not: its own
+        write's failure only, never another write's that shared its commit (a
+        store writing in groups lets the replies of one loop turn share one
+        write). The server awaits it before the ack leaves. While it is out,
+        ``recall`` already finds the reply.
         """
 
     async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         """The remembered reply, as it was given (text, or a :class:`BinaryReply`), or ``None``."""
 
     async def forget_replies_before(self, ts: float) -> int:
-        """Drop replies older than ``ts``; returns how many went."""
+        """Drop replies older than ``ts``; returns how many went (in batches, as above)."""
 
 
 @runtime_checkable
