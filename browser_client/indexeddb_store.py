@@ -2,7 +2,10 @@
 
 Object stores (database ``shotx`` by default, version 1):
 
-* ``outbox``  ``{id, seq, json}``: one record per unacknowledged message;
+* ``outbox``  ``{id, seq, json[, attachments]}``: one record per
+  unacknowledged message; bytes in its data are an array of ``Uint8Array``
+  (structured-cloned, binary), named by placeholders in ``json``
+  (``shotx.client.binary``), not base64 text;
 * ``rooms``   ``{room, offset, epoch}``: joined rooms, the last handled offset
   and the room history (epoch) it counts in;
 * ``seen``    ``{n, id}``: recently handled message ids, trimmed to a bound.
@@ -29,7 +32,6 @@ nothing of it is stored, and raises :class:`~shotx.client.errors.OutboxFull`
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -37,9 +39,10 @@ from typing import Any
 
 import js  # type: ignore[import-not-found]
 
+from . import binary
 from .core import OutboxRecord
 from .errors import OutboxFull
-from .js_transport import to_js_value, to_py_value
+from .js_transport import from_js_bytes, to_js_bytes, to_js_value, to_py_value
 from .store import MemoryStore, StoredState
 
 CLIENT_ID_KEY = "\x00client-id"  # in ``rooms``; see the module docstring
@@ -116,7 +119,7 @@ class IndexedDBStore:
             return await fallback.load()
         outbox, rooms, seen = await self._run(["outbox", "rooms", "seen"], "readonly", lambda tx: [
             tx.objectStore("outbox").getAll(), tx.objectStore("rooms").getAll(), tx.objectStore("seen").getAll()])
-        records = [OutboxRecord.from_dict(json.loads(r["json"])) for r in to_py_value(outbox)]
+        records = [_record(row) for row in outbox]  # JS rows: their Uint8Arrays must not go through JSON
         records.sort(key=lambda record: (record.seq, record.id))
         seen_rows = to_py_value(seen)
         self._next_seen = max((row["n"] for row in seen_rows), default=0) + 1
@@ -138,7 +141,10 @@ class IndexedDBStore:
     async def add_outbox(self, record: OutboxRecord) -> None:
         if (fallback := await self._opened()) is not None:
             return await fallback.add_outbox(record)
-        row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
+        text, attachments = binary.encode(record.to_dict())
+        row = to_js_value({"id": record.id, "seq": record.seq, "json": text})
+        if attachments:
+            row.attachments = to_js_bytes(attachments)
         try:
             await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
         except Exception as error:  # JsException; the aborted transaction stored nothing
@@ -202,6 +208,11 @@ class IndexedDBStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _record(row: Any) -> OutboxRecord:
+    """An outbox row read from IndexedDB (a JavaScript object) as a record."""
+    return OutboxRecord.from_dict(binary.decode(str(row.json), from_js_bytes(getattr(row, "attachments", None))))
 
 
 def is_quota_error(error: BaseException) -> bool:

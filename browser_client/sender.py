@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
-from . import protocol
+from . import binary, protocol
 from .core import Outbox, OutboxRecord
 from .errors import MessageError, PayloadTooLarge, SxError, SxTimeoutError
 from .outbox_limits import OutboxBounds, Throttle, is_limit_refusal
@@ -99,7 +99,8 @@ class Sender:
 
     async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> OutboxRecord:
         """Persist a new record; it goes out now if the connection is live."""
-        size = protocol.encoded_size({"meta": {**meta, "id": protocol.uuid7()}, "data": data})
+        # JSON text plus attachment bytes (shotx.client.binary): what the server's limit counts
+        size = binary.size(*binary.encode({"meta": {**meta, "id": protocol.uuid7()}, "data": data}))
         if size > self.max_message_size:
             raise PayloadTooLarge(size, self.max_message_size)
         if (full := self.bounds.refusal(len(self.outbox), self.outbox.bytes, size)) is not None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import hashlib
 import importlib
+import json
 import logging
 import socket as pysocket
 import sys
@@ -60,8 +62,15 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
         return await sx.to(DEMO_ROOM).send("notification", data)
 
     async def demo_handled(request: web.Request) -> web.Response:
-        """What test_route ran with, in order: lets a test prove 'exactly once'."""
-        return web.json_response(handled)
+        """What test_route ran with, in order: lets a test prove 'exactly once'
+        (bytes shown as ``{"bytes": length, "sha256": hex}``)."""
+        return web.json_response(handled, dumps=functools.partial(json.dumps, default=_describe_bytes))
+
+    async def demo_publish_file(request: web.Request) -> web.Response:
+        """``POST /demo/publish_file?room=r`` with any body: a ``file`` message ``{name, file}`` whose
+        ``file`` is the body's bytes (sent as Socket.IO binary)."""
+        data = {"name": request.query.get("name", "upload.bin"), "file": await request.read()}
+        return web.json_response(await sx.to(request.query.get("room", DEMO_ROOM)).send("file", data))
 
     async def demo_publish(request: web.Request) -> web.Response:
         """Publish to a room over plain HTTP: ``POST /demo/publish?room=r`` with a JSON body."""
@@ -73,6 +82,7 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
 
     app.router.add_get("/demo/handled", demo_handled)
     app.router.add_post("/demo/publish", demo_publish)
+    app.router.add_post("/demo/publish_file", demo_publish_file)
     if interval > 0:
         app.cleanup_ctx.append(_publisher(sx, interval))
     if web_dir is not None and web_dir.is_dir():
@@ -83,6 +93,12 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
         app.router.add_static("/", web_dir, show_index=False, follow_symlinks=True)
     app[SX] = sx
     return app
+
+
+def _describe_bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def own_user_rooms_only(room: str, socket: SxSocket, since: int | None) -> bool:

@@ -27,6 +27,13 @@ and the next look at the room makes a new one.
 
 Keys live under a prefix, so one Redis can serve several deployments (and
 tests can clear exactly their own keys).
+
+Bytes in data (``shotx.client.binary``) are kept as binary: a log entry's
+``attachments`` field and a remembered reply hold :func:`binary.pack`'s
+value, and a live entry is its JSON header, a newline (which JSON text never
+holds unescaped) and that value. Those three are read through a connection
+that does not decode responses as text (``self.raw``); the rest of the
+store's keys hold text only.
 """
 
 from __future__ import annotations
@@ -39,14 +46,22 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from .store import LogEntry, RoomBounds, new_epoch
+from shotx.client import binary
+
+from .store import BinaryReply, LogEntry, RoomBounds, new_epoch
 
 log = logging.getLogger("shotx.server")
+_BINARY_REPLY = b"\x00"  # starts a remembered reply with bytes (text replies are JSON: never this)
 
 _APPEND = """
 local head = redis.call('HINCRBY', KEYS[1], 'head', 1)
 redis.call('SET', KEYS[5], ARGV[8], 'NX')
-redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5])
+if ARGV[9] == '' then
+  redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5])
+else
+  redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5],
+             'attachments', ARGV[9])
+end
 redis.call('SADD', KEYS[3], ARGV[1])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'delivered', head) end
 local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')
@@ -56,7 +71,7 @@ if head - floor > tonumber(ARGV[7]) then
   redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (floor + 1))
 end
 redis.call('PUBLISH', KEYS[4], cjson.encode({ARGV[1], head, ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-                                           redis.call('GET', KEYS[5])}))
+                                           redis.call('GET', KEYS[5])}) .. '\\n' .. ARGV[9])
 return head
 """
 
@@ -130,12 +145,13 @@ class RedisStore:
         self._rooms_key = f"{prefix}:rooms"  # every room with a log, for retention by age
         self._replies_key, self._reply_times_key = f"{prefix}:replies", f"{prefix}:replies:ts"
         self.redis: Any = None
+        self.raw: Any = None  # responses as bytes: for the values that may hold attachments
         self._pubsub: Any = None
         self._scripts: dict[str, Any] = {}
-        self._replies: dict[str, tuple[str, float]] = {}  # field -> (reply, ts), not written yet
+        self._replies: dict[str, tuple[str | BinaryReply, float]] = {}  # field -> (reply, ts), not written yet
         self._batch: asyncio.Future[None] | None = None  # the outcome of this loop turn's replies
         self._writing: set[asyncio.Task[None]] = set()
-        self._in_flight: list[dict[str, tuple[str, float]]] = []  # batches being written
+        self._in_flight: list[dict[str, tuple[str | BinaryReply, float]]] = []  # batches being written
 
     def _bounds_key(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:bounds"
@@ -154,6 +170,8 @@ class RedisStore:
             self.url, max_connections=self.max_connections, timeout=30, decode_responses=True,
             client_name=f"shotx:{self.prefix}")
         self.redis = redis.Redis.from_pool(pool)
+        self.raw = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=30, client_name=f"shotx:{self.prefix}"))
         await self.redis.ping()  # fail here, with Redis's own error, not at the first send
         for name, source in (("append", _APPEND), ("bounds", _BOUNDS), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
                              ("forget", _FORGET_REPLIES)):
@@ -164,7 +182,7 @@ class RedisStore:
     async def _subscribe(self) -> None:
         if self._pubsub is not None:
             await self._pubsub.aclose()
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self.raw.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel)
 
     async def close(self) -> None:
@@ -176,16 +194,18 @@ class RedisStore:
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        for client in (self.redis, self.raw):
+            if client is not None:
+                await client.aclose()
+        self.redis = self.raw = None
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
-                     delivered: bool, max_messages: int) -> LogEntry:
+                     delivered: bool, max_messages: int, attachments: tuple[bytes, ...] = ()) -> LogEntry:
         keys = [self._bounds_key(room), self._log_key(room), self._rooms_key, self.channel, self._epoch_key(room)]
         head = await self._scripts["append"](keys=keys, args=[room, message_id, type_, data_json, repr(ts),
-                                                              int(delivered), max_messages, new_epoch()])
-        return LogEntry(room, int(head), message_id, type_, data_json, ts)
+                                                              int(delivered), max_messages, new_epoch(),
+                                                              binary.pack(attachments)])
+        return LogEntry(room, int(head), message_id, type_, data_json, ts, attachments=tuple(attachments))
 
     async def flushed(self, entry: LogEntry | None = None) -> None:
         """Appends are written when they return (or raise); this writes the replies kept meanwhile."""
@@ -220,7 +240,7 @@ class RedisStore:
         self._in_flight.append(batch)  # ``recall`` still finds them while they are on their way
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._replies_key, mapping={field: reply for field, (reply, _) in batch.items()})
+                pipe.hset(self._replies_key, mapping={field: _reply_value(reply) for field, (reply, _) in batch.items()})
                 pipe.zadd(self._reply_times_key, {field: ts for field, (_, ts) in batch.items()})
                 await pipe.execute()
         except BaseException:
@@ -230,9 +250,10 @@ class RedisStore:
             self._in_flight.remove(batch)
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
-        rows = await self.redis.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
-        return [LogEntry(room, int(entry_id.partition("-")[2]), fields["id"], fields["type"], fields["data"],
-                         float(fields["ts"])) for entry_id, fields in rows]
+        rows = await self.raw.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
+        return [LogEntry(room, int(entry_id.partition(b"-")[2]), fields[b"id"].decode(), fields[b"type"].decode(),
+                         fields[b"data"].decode(), float(fields[b"ts"]),
+                         attachments=binary.unpack(fields.get(b"attachments"))) for entry_id, fields in rows]
 
     async def bounds(self, room: str) -> RoomBounds:
         head, floor, delivered, epoch = await self._scripts["bounds"](
@@ -254,21 +275,26 @@ class RedisStore:
                     break
         return dropped
 
-    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+    async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
         self._replies[json.dumps([principal, message_id])] = (reply_json, ts)
         if self._batch is None:  # the first of this loop turn: the write goes on the next one
             self._batch = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._start_reply_write)
         await asyncio.shield(self._batch)
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
+    async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         field = json.dumps([principal, message_id])
         for batch in (self._replies, *reversed(self._in_flight)):  # newest first
             kept = batch.get(field)
             if kept is not None:
                 return kept[0]
-        found = await self.redis.hget(self._replies_key, field)
-        return None if found is None else str(found)
+        found = await self.raw.hget(self._replies_key, field)
+        if found is None:
+            return None
+        if not found.startswith(_BINARY_REPLY):
+            return str(found.decode())
+        text, *attachments = binary.unpack(found[1:])
+        return BinaryReply(text.decode(), tuple(attachments))
 
     async def forget_replies_before(self, ts: float) -> int:
         await self.flushed()
@@ -294,5 +320,14 @@ class RedisStore:
         async for message in self._pubsub.listen():
             if message.get("type") != "message":
                 continue
-            room, offset, message_id, type_, data_json, ts, *epoch = json.loads(message["data"])
-            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts), *epoch[:1])
+            header, _, packed = message["data"].partition(b"\n")
+            room, offset, message_id, type_, data_json, ts, *epoch = json.loads(header)
+            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts), epoch[0] if epoch else "",
+                           binary.unpack(packed))
+
+
+def _reply_value(reply: str | BinaryReply) -> str | bytes:
+    """What the replies hash holds: a text reply as it is, one with bytes packed behind a marker."""
+    if isinstance(reply, str):
+        return reply
+    return _BINARY_REPLY + binary.pack([reply.json.encode(), *reply.attachments])

@@ -21,19 +21,19 @@ from typing import Any, TypeVar
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
-from shotx.client import protocol
+from shotx.client import binary, protocol
 
 from .engineio_sockets import close_every_socket_now
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
-from .packets import JsonText, MalformedFrame, RoomMessageSender, SxPacket
-from .replies import Refusal, Reply, ReplyMemory, resend_key, run_handler
+from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
+from .replies import Refusal, Reply, ReplyMemory, ReplyText, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
 from .shared_delivery import SharedDelivery
-from .store import LogEntry, SharedStore, Store
+from .store import BinaryReply, LogEntry, SharedStore, Store
 
 log = logging.getLogger("shotx.server")
 
@@ -130,7 +130,7 @@ class SxServer:
                    # is longer, and aiohttp refuses a message of exactly its limit
                    "max_http_buffer_size": max_message_size + FRAME_HEADROOM, "logger": False,
                    "engineio_logger": False,
-                   "serializer": SxPacket}
+                   "serializer": SxPacket.limited(max_message_size)}
         if client_manager is not None:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
@@ -140,7 +140,7 @@ class SxServer:
                                       self._send_members_away)
                        if isinstance(self.store, SharedStore) else None)
         self._shared_task: asyncio.Task[None] | None = None
-        self._replies_as_text = self.sio.packet_class is SxPacket
+        self._replies_as_text = issubclass(self.sio.packet_class, SxPacket)
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
@@ -271,12 +271,14 @@ class SxServer:
     async def send_to_room(self, room: str, type_: str, data: Any) -> dict[str, Any]:
         protocol.check_room(room)
         protocol.check_type(type_)
-        data_json = protocol.encode_json(data)  # refuse what JSON cannot carry before it is logged
+        data_json, attachments = binary.encode(data)  # refuse what JSON cannot carry before it is logged
         await self.open()
         async with self.room_locks.hold(room):
             members = self.shared is None and self.has_members(room)  # shared: delivered from the store
-            entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(),
-                                            members, self.retention_max_messages)
+            # attachments only when there are some: a Store written before bytes takes text as it did
+            entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(), members,
+                                            self.retention_max_messages,
+                                            **({"attachments": attachments} if attachments else {}))
             previous, mine = self.delivery_order.take(room)
         try:  # outside the lock: sends to this room made meanwhile share the commit
             await self._deliver_in_order(entry, members, previous, mine)
@@ -509,7 +511,7 @@ class SxServer:
                                 self.handler_timeout, sid, type_)
         previous, mine = self.start_order.take(sid)  # on arrival, before any await
 
-        async def run_in_turn() -> str:
+        async def run_in_turn() -> ReplyText:
             await self.start_order.wait(previous)  # earlier messages of this connection started
             self.start_order.done(sid, mine)
             return await run()
@@ -524,6 +526,9 @@ class SxServer:
         finally:
             self.start_order.done(sid, mine)
         # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value
+        if isinstance(text, BinaryReply):
+            return (BinaryJsonText(text.json, text.attachments) if self._replies_as_text
+                    else binary.decode(text.json, text.attachments))
         return JsonText(text) if self._replies_as_text else json.loads(text)
 
 

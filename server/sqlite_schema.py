@@ -1,6 +1,8 @@
 """The SQLite store's file: its tables, indexes, statements and upgrades.
 
-Schema 3 (``PRAGMA user_version``): ``room_log`` keyed by (room, offset),
+Schema 4 (``PRAGMA user_version``; 4 added ``attachments``, the bytes in a
+message's or reply's data as ``binary.pack`` makes them, beside the JSON text
+with their placeholders): ``room_log`` keyed by (room, offset),
 ``rooms`` (a room's epoch, and the head, floor and delivered mark where the
 log cannot tell them), ``replies`` keyed by (id, principal) with the ``ts``
 index ``replies_age``.
@@ -25,17 +27,19 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3  # 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch
+# 2: room_log.live, and rooms no longer written per append; 3: rooms.epoch;
+# 4: room_log.attachments and replies.attachments (bytes in data)
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS room_log (
     room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
-    data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL, ts REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0, attachments BLOB,
     PRIMARY KEY (room, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY, head INTEGER NOT NULL, floor INTEGER NOT NULL,
     delivered INTEGER NOT NULL, epoch TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replies (
-    principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL,
+    principal TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, ts REAL NOT NULL, attachments BLOB,
     PRIMARY KEY (id, principal)) WITHOUT ROWID;
 """
 # Files whose replies are keyed (principal, id): the same rows, keyed (id, principal).
@@ -57,9 +61,10 @@ INSERT INTO rooms (room, head, floor, delivered)
 UPDATE rooms SET epoch = lower(hex(randomblob(8))) WHERE epoch IS NULL;
 """
 
-APPEND = "INSERT INTO room_log (room, offset, id, type, data, ts, live) VALUES (?, ?, ?, ?, ?, ?, ?)"
+APPEND = ("INSERT INTO room_log (room, offset, id, type, data, ts, live, attachments) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 SWEEP = "DELETE FROM room_log WHERE room = ? AND offset <= ?"
-REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts) VALUES (?, ?, ?, ?)"
+REMEMBER = "INSERT OR REPLACE INTO replies (principal, id, reply, ts, attachments) VALUES (?, ?, ?, ?, ?)"
 # By key and age: a reply remembered again since the batch was read stays.
 FORGET = "DELETE FROM replies WHERE principal = ? AND id = ? AND ts < ?"
 # The next room with a log after ``?`` (one seek on the key: a loose index scan by hand).
@@ -98,6 +103,9 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
     if {row[1]: row[5] for row in db.execute("PRAGMA table_info(replies)")}.get("principal") == 1:
         for statement in filter(str.strip, _REKEY_REPLIES.split(";")):
             db.execute(statement)
+    for table in ("room_log", "replies"):  # version 3 and older (re-keyed above): no bytes were ever stored
+        if "attachments" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN attachments BLOB")
     for statement in filter(str.strip, _INDEXES.split(";")):  # after the tables they index
         db.execute(statement)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write even when current

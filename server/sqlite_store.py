@@ -53,9 +53,11 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
+from shotx.client import binary
+
 from . import sqlite_schema as sql
 from .sqlite_commits import GroupCommit, Write
-from .store import LogEntry, RoomBounds, new_epoch
+from .store import BinaryReply, LogEntry, RoomBounds, new_epoch
 
 # How long open() waits for another process's lock on the file (seconds).
 LOCK_TIMEOUT = 2.0
@@ -193,10 +195,11 @@ class SqliteStore:
         return self._write(sql.SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
-                     delivered: bool, max_messages: int) -> LogEntry:
+                     delivered: bool, max_messages: int, attachments: tuple[bytes, ...] = ()) -> LogEntry:
         bounds = self._room(room)
-        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
-        self._write(sql.APPEND, (room, entry.offset, message_id, type_, data_json, ts, delivered), entry)
+        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts, attachments=tuple(attachments))
+        self._write(sql.APPEND, (room, entry.offset, message_id, type_, data_json, ts, delivered,
+                                 binary.pack(attachments) if attachments else None), entry)
         floor = max(bounds.floor, entry.offset - max_messages)
         if floor - self._swept.get(room, 0) >= RETENTION_SWEEP:
             self._sweep(room, floor)
@@ -227,9 +230,10 @@ class SqliteStore:
         self.commits.apply()  # read your writes: appends of this group, not committed yet
         after = max(after, self._room(room).floor)  # rows below it may wait for their sweep
         rows = self.db.execute(
-            "SELECT offset, id, type, data, ts FROM room_log WHERE room = ? AND offset > ? "
+            "SELECT offset, id, type, data, ts, attachments FROM room_log WHERE room = ? AND offset > ? "
             "ORDER BY offset LIMIT ?", (room, after, limit)).fetchall()
-        return [LogEntry(room, offset, mid, type_, data, ts) for offset, mid, type_, data, ts in rows]
+        return [LogEntry(room, offset, mid, type_, data, ts, attachments=binary.unpack(packed))
+                for offset, mid, type_, data, ts, packed in rows]
 
     async def bounds(self, room: str) -> RoomBounds:
         return self._room(room)
@@ -286,17 +290,19 @@ class SqliteStore:
                        self._save_room(room, replace(cached, floor=max(cached.floor, top)))]
         return len(old), sum(offset > floor for offset, _, _ in old), len(old) == len(rows) == limit
 
-    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
-        await self.commits.settled([self._write(sql.REMEMBER, (principal, message_id, reply_json, ts))])
+    async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
+        text, packed = ((reply_json.json, binary.pack(reply_json.attachments)) if isinstance(reply_json, BinaryReply)
+                        else (reply_json, None))
+        await self.commits.settled([self._write(sql.REMEMBER, (principal, message_id, text, ts, packed))])
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
+    async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         for write in reversed(self.commits.unapplied()):  # not inserted yet
             params = write.params
             if write.sql is sql.REMEMBER and params[1] == message_id and params[0] == principal:
-                return str(params[2])
-        row = self.db.execute("SELECT reply FROM replies WHERE principal = ? AND id = ?",
+                return _reply(params[2], params[4])
+        row = self.db.execute("SELECT reply, attachments FROM replies WHERE principal = ? AND id = ?",
                               (principal, message_id)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else _reply(*row)
 
     async def forget_replies_before(self, ts: float) -> int:
         """Reply expiry, ``REPLY_BATCH`` rows of the ``ts`` index per committed batch."""
@@ -310,3 +316,8 @@ class SqliteStore:
                 forgotten += len(keys)
             if len(keys) < REPLY_BATCH:
                 return forgotten
+
+
+def _reply(text: Any, packed: bytes | None) -> str | BinaryReply:
+    """A reply as it was remembered: its text, with its attachments if it had any."""
+    return str(text) if packed is None else BinaryReply(str(text), binary.unpack(packed))
