@@ -1,7 +1,8 @@
 """What SxServer does to python-engineio's sockets that its public API does not offer.
 
 The one module that touches python-engineio's socket internals (the
-``queue`` of an ``AsyncSocket`` and what its writer does with ``None``);
+``queue`` of an ``AsyncSocket`` and what its writer does with ``None``; the
+``generate_id`` its handshake calls for a new session's id);
 ``tests/unit/test_engineio_sockets.py`` fails loudly when the pinned version
 changes them.
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .sticky import tagged_sid
+
 
 async def close_every_socket_now(eio: Any) -> int:
     """Close every Engine.IO socket without waiting for any of them; returns how many.
@@ -35,3 +38,16 @@ async def close_every_socket_now(eio: Any) -> int:
     for socket in sockets:
         socket.queue.put_nowait(None)
     return len(sockets)
+
+
+def tag_session_ids(eio: Any, index: int) -> None:
+    """Make every session id this Engine.IO server gives out start with ``<index>.``.
+
+    Why: with several worker processes on one port (``workers.py``) the
+    primary routes a long-polling request to the worker its sid names, without
+    a table of sessions (``sticky.py``). python-engineio's handshake takes a new
+    session's id from ``generate_id()``; python-socketio takes its namespace
+    sids from the same method, so they carry the tag too (harmless: opaque).
+    """
+    generate = eio.generate_id
+    eio.generate_id = lambda: tagged_sid(index, generate())

@@ -80,6 +80,17 @@ def test_room_send_runs_every_store(redis_prefix, redis_url):
     assert all(row["sends"] == 200 and row["cpu_us"] > 0 for row in rows)
 
 
+def test_retention_bench_runs_on_sqlite_and_redis(redis_url):
+    done = subprocess.run([sys.executable, BENCH / "retention.py", "--rows", "2000", "--rooms", "4", "--replies",
+                           "1000", "--redis", redis_url, "--redis-rows", "2000"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:3] for line in done.stdout.splitlines() if line.startswith("| retention")
+            or line.startswith("| expiry")]
+    assert [(name.strip(), removed.strip()) for name, removed in rows] == [
+        ("retention", "1,600"), ("expiry", "800"), ("retention", "1,600"), ("expiry", "160")]
+
+
 def test_the_browser_bench_builds_its_wheel_from_the_work_tree(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_browser_site", BENCH / "browser_site.py")
     site = importlib.util.module_from_spec(spec)
