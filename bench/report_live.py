@@ -89,9 +89,10 @@ def sections(rows: dict[str, list[Row]], args: Any) -> list[str]:
                   "Members of one room receive bursts of 20 room messages, asked for by a publisher client that is "
                   "not a member (`bench_publish`: for `shotx-*`, 20 concurrent `sx.to(room).send` calls, each "
                   "appended to the store's log before it is broadcast; for `node` and `bare`, 20 broadcasts and no "
-                  f"log). One warm-up burst, then {args.bursts} measured, one at a time; medians over bursts. "
-                  "First member: from the request to the first member's first message; last member: to the last "
-                  "member's last message; deliveries/s: members × 20 over that. Server CPU over the measured "
+                  f"log). One warm-up burst, then {args.bursts} measured, one at a time. First member: from the "
+                  "request to the first member's first message; last member: to the last member's last message "
+                  "(medians over bursts); deliveries/s: all deliveries of the measured bursts over their summed "
+                  "times. Server CPU over the measured "
                   "bursts, divided by the deliveries. Ratios in brackets: to `node`, then to `bare`.", "",
                   *table(summarize(rows["fanout"], "members", tuple(m for _, m, _ in FANOUT)), "members", FANOUT),
                   ""]
