@@ -31,7 +31,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import servers  # noqa: E402
-from run import Children, cpu_seconds, loadgen_command, read_line  # noqa: E402
+from processes import Children, cpu_seconds, read_line  # noqa: E402
+from run import loadgen_command  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/0"
 
