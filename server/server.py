@@ -260,10 +260,11 @@ class SxServer:
     async def _send_to_members(self, entry: LogEntry) -> None:
         await self.room_messages.send(entry, room=entry.room)
 
-    async def _send_members_away(self, room: str) -> None:
-        """Disconnect this process's members of ``room`` (our client reconnects and rejoins at once)."""
+    async def _send_members_away(self, room: str, keep: str | None = None) -> None:
+        """Disconnect this process's members of ``room`` but ``keep`` (our client reconnects and rejoins at once)."""
         for sid, _ in list(self.sio.manager.get_participants("/", room)):
-            await self.sio.disconnect(sid)
+            if sid != keep:
+                await self.sio.disconnect(sid)
 
     def has_members(self, room: str) -> bool:
         return bool(self.sio.manager.rooms.get("/", {}).get(room))
@@ -340,10 +341,10 @@ class SxServer:
             await self.delivery_order.settled(room)  # sends before this join are logged and out
             plan = plan_join(room, since, await self.store.bounds(room), epoch)
             replay = await self._read_replay(room, plan.replay_after)
+            if self.shared is not None:  # before entering: it may send the room's other members away
+                await self.shared.joined(room, plan.head, plan.epoch, socket.sid)
             await self.sio.enter_room(socket.sid, room)
             entered = True
-            if self.shared is not None:
-                self.shared.joined(room, plan.head, plan.epoch)
             if plan.marks_backlog_delivered:
                 await self.store.mark_delivered(room, plan.head)
         except BaseException:
