@@ -104,6 +104,7 @@ class SharedDelivery:
         log.warning("room %s: its log is a new history (the store lost the old one): members here rejoin", room)
         self._last.pop(room, None)
         self._epochs.pop(room, None)
+        self._marks.pop(room, None)  # an old history's offset: no delivered mark of the new one
         if self.replaced is not None:
             await self.replaced(room, joiner)
 
@@ -144,11 +145,12 @@ class SharedDelivery:
         return len(self._last.keys() | self._epochs.keys())
 
     async def deliver(self, entry: LogEntry) -> None:
-        known = self._epochs.get(entry.room)
-        if entry.epoch and known is not None and entry.epoch != known:
-            await self._send_away(entry.room)  # redis-py reconnected to a Redis that came back empty
-            return
         async with self.room_locks.hold(entry.room):
+            # Under the lock: a join that held it may have just taken another history as the room's.
+            known = self._epochs.get(entry.room)
+            if entry.epoch and known is not None and entry.epoch != known:
+                await self._forget_history(entry.room)  # redis-py reconnected to a Redis that came back empty
+                return
             if not self.has_members(entry.room):
                 self._last.pop(entry.room, None)  # a later join replays from the log
                 self._epochs.pop(entry.room, None)
