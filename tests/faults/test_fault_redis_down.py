@@ -19,6 +19,8 @@ import asyncio
 
 import socketio  # type: ignore[import-untyped]
 
+from shotx.server import RedisStore
+
 from fault_processes import read_runs
 
 ANSWER_WITHIN = 10.0  # seconds: on loopback an ack or a close takes milliseconds; this is the failure's deadline
@@ -60,3 +62,21 @@ async def test_a_resend_the_store_cannot_look_up_ends_its_connection_and_runs_on
         assert [run["id"] for run in read_runs(server.runs)] == ["0199-down-1"]
     finally:
         await again.disconnect()
+
+
+async def test_every_command_works_once_redis_is_back(private_redis):
+    """Defect: redis-py 8.1 (RESP3, whose maintenance notifications are on by default) hands
+    out pooled connections the old Redis closed, and the first command on each fails with
+    "Connection closed by server", however long after the restart (redis/redis-py#4252,
+    fixed upstream after 8.1.0). Each such failure was a failed append, join, delivered
+    mark or reply write, and a resend's look-up that got no ack (the test above)."""
+    store = RedisStore(private_redis.url, prefix="back")
+    await store.open()
+    try:
+        await asyncio.gather(*(store.append(f"r{n}", "n", "{}", f"m{n}", 1.0, False, 100) for n in range(4)))
+        await private_redis.restart()
+        for n in range(4):  # the pool holds up to four connections the old Redis closed
+            assert (await store.bounds(f"r{n}")).head == 0
+            assert await store.recall("p", f"m{n}") is None
+    finally:
+        await store.close()
