@@ -118,7 +118,8 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
         await private_redis.restart(cut_while_down)
 
     rooms = RoomRun(tmp_path, proxy, [server], total, roles, {"redis_restart": restart_redis})
-    sends = SendRun(tmp_path, proxy, [], 4, sends_total)
+    # Send n waits for publish n * total / sends_total: the sends are still going when Redis restarts.
+    sends = SendRun(tmp_path, proxy, [], 4, sends_total, pace=lambda n: rooms.reached(n * total // sends_total))
     started, settled, finished = time.monotonic(), False, False
     try:
         await sends.connect_all()
