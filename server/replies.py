@@ -95,14 +95,16 @@ def resend_key(principal: str, client: Any, sid: str) -> str:
 
 
 class ReplyUnknown(Exception):
-    """The store could not be asked whether a copy of this message already ran.
+    """This message gets no answer on this connection: the store could not be asked
+    whether a copy of it already ran (or that happened to a message before it).
 
     Neither answer is safe: a reply would have to be made up, and running the
     handler could run it twice. The server ends the connection instead, so the
     client sends the message again once it has reconnected (by then the store
-    may answer). Without it, the copy got no ack at all (python-socketio sends
-    none for a handler that raises) on a connection that stayed open, and its
-    sender waited for ever.
+    may answer); the messages behind it on that connection do not run either,
+    since they would overtake it. Without this, the copy got no ack at all
+    (python-socketio sends none for a handler that raises) on a connection that
+    stayed open, and its sender waited for ever.
     """
 
 

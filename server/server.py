@@ -519,6 +519,8 @@ class SxServer:
 
         async def run_in_turn() -> ReplyText:
             await self.start_order.wait(previous)  # earlier messages of this connection started
+            if socket.ending:  # an earlier one was not answered: running this now would overtake it
+                raise ReplyUnknown("an earlier message of this connection could not be answered")
             self.start_order.done(sid, mine)
             return await run()
 
@@ -530,8 +532,9 @@ class SxServer:
                 text = await self.replies.once(socket.resend_key, message_id, run_in_turn,
                                                resent=bool(meta.get("resend")))
         except ReplyUnknown as error:
-            log.warning("[%s] %s %s: the store cannot say whether it ran (%s); its connection is closed, "
-                        "so that it comes again", sid, type_, message_id, error)
+            log.warning("[%s] %s %s: not answered (%s); its connection is closed, so that it comes again",
+                        sid, type_, message_id, error)
+            socket.ending = True  # before its turn passes on (finally): nothing behind it runs
             await self._end_connection(sid)
             return None  # python-socketio's ack to a closed connection goes nowhere
         finally:

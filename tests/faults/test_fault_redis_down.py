@@ -64,6 +64,33 @@ async def test_a_resend_the_store_cannot_look_up_ends_its_connection_and_runs_on
         await again.disconnect()
 
 
+async def test_nothing_sent_after_an_unanswerable_resend_runs_before_it(servers, private_redis):
+    """Defect (the Redis-restart fault test with sends going through the restart: 4 and 40 sends
+    out of order): the message behind such a resend on the same connection, a first send that
+    needs no look-up, took its turn when the resend failed and ran first. Once a connection is
+    ending because a message could not be answered, nothing after it runs: all of it comes
+    again, in order, on the next connection."""
+    server = servers(private_redis.url)
+    await server.start()
+    sio, gone = await connected(server.url)
+    try:
+        await private_redis.kill()
+        first_send = {"meta": {"type": "fault_send", "id": "0199-down-2"}, "data": {"c": 0, "n": 2}}
+        await sio.emit("message", resend(1), callback=lambda *reply: None)
+        await sio.emit("message", first_send, callback=lambda *reply: None)
+        await asyncio.wait_for(gone.wait(), ANSWER_WITHIN)
+    finally:
+        await sio.disconnect()
+    await private_redis.start()
+    again, _ = await connected(server.url)  # both come again, and run in their order
+    try:
+        for message in (resend(1), {**first_send, "meta": {**first_send["meta"], "resend": True}}):
+            assert (await again.call("message", message, timeout=ANSWER_WITHIN))["meta"]["success"] is True
+    finally:
+        await again.disconnect()
+    assert [run["id"] for run in read_runs(server.runs)] == ["0199-down-1", "0199-down-2"]
+
+
 async def test_every_command_works_once_redis_is_back(private_redis):
     """Defect: redis-py 8.1 (RESP3, whose maintenance notifications are on by default) hands
     out pooled connections the old Redis closed, and the first command on each fails with
