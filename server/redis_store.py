@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as redis
+from redis.maint_notifications import MaintNotificationsConfig
 
 from shotx.client import binary
 
@@ -166,9 +167,14 @@ class RedisStore:
         # Blocking: under a burst of concurrent sends, a command waits for a free
         # connection instead of failing with "Too many connections" (the default
         # pool's answer past 100). Named, so CLIENT LIST shows whose they are.
+        # Maintenance notifications off: with them on (redis-py 8.1's default over
+        # RESP3) the pool hands out connections a restarted Redis closed, and the
+        # first command on each fails however long after (redis/redis-py#4252);
+        # they are a managed-Redis feature for planned failovers we do not use.
         pool = redis.BlockingConnectionPool.from_url(
             self.url, max_connections=self.max_connections, timeout=30, decode_responses=True,
-            client_name=f"shotx:{self.prefix}")
+            client_name=f"shotx:{self.prefix}",
+            maint_notifications_config=MaintNotificationsConfig(enabled=False))
         self.redis = redis.Redis.from_pool(pool)
         self.raw = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
             self.url, max_connections=self.max_connections, timeout=30, client_name=f"shotx:{self.prefix}"))

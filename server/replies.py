@@ -94,6 +94,20 @@ def resend_key(principal: str, client: Any, sid: str) -> str:
     return f"{principal}\x1fsid:{sid}"
 
 
+class ReplyUnknown(Exception):
+    """This message gets no answer on this connection: the store could not be asked
+    whether a copy of it already ran (or that happened to a message before it).
+
+    Neither answer is safe: a reply would have to be made up, and running the
+    handler could run it twice. The server ends the connection instead, so the
+    client sends the message again once it has reconnected (by then the store
+    may answer); the messages behind it on that connection do not run either,
+    since they would overtake it. Without this, the copy got no ack at all
+    (python-socketio sends none for a handler that raises) on a connection that
+    stayed open, and its sender waited for ever.
+    """
+
+
 class Refusal(Exception):
     """Raise it from a handler to answer with ``code`` and ``text`` instead of a 2004.
 
@@ -194,7 +208,10 @@ class ReplyMemory:
                       resent: bool) -> ReplyText:
         """The remembered reply, or ``run``'s once it is durable (the first copy only)."""
         if resent or self.at_most_once:
-            remembered = await self.store.recall(*key)
+            try:
+                remembered = await self.store.recall(*key)
+            except Exception as error:  # a Redis that is down or restarting
+                raise ReplyUnknown(f"{type(error).__name__}: {error}") from error
             if remembered == STARTED:
                 log.warning("message %s was started but has no reply (a crash mid-run, or it runs on "
                             "another process): not run again (at_most_once)", key[1])

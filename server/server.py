@@ -27,7 +27,7 @@ from .engineio_sockets import close_every_socket_now
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
-from .replies import Refusal, Reply, ReplyMemory, ReplyText, resend_key, run_handler
+from .replies import Refusal, Reply, ReplyMemory, ReplyText, ReplyUnknown, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
@@ -260,10 +260,11 @@ class SxServer:
     async def _send_to_members(self, entry: LogEntry) -> None:
         await self.room_messages.send(entry, room=entry.room)
 
-    async def _send_members_away(self, room: str) -> None:
-        """Disconnect this process's members of ``room`` (our client reconnects and rejoins at once)."""
+    async def _send_members_away(self, room: str, keep: str | None = None) -> None:
+        """Disconnect this process's members of ``room`` but ``keep`` (our client reconnects and rejoins at once)."""
         for sid, _ in list(self.sio.manager.get_participants("/", room)):
-            await self.sio.disconnect(sid)
+            if sid != keep:
+                await self.sio.disconnect(sid)
 
     def has_members(self, room: str) -> bool:
         return bool(self.sio.manager.rooms.get("/", {}).get(room))
@@ -340,10 +341,10 @@ class SxServer:
             await self.delivery_order.settled(room)  # sends before this join are logged and out
             plan = plan_join(room, since, await self.store.bounds(room), epoch)
             replay = await self._read_replay(room, plan.replay_after)
+            if self.shared is not None:  # before entering: it may send the room's other members away
+                await self.shared.joined(room, plan.head, plan.epoch, socket.sid)
             await self.sio.enter_room(socket.sid, room)
             entered = True
-            if self.shared is not None:
-                self.shared.joined(room, plan.head, plan.epoch)
             if plan.marks_backlog_delivered:
                 await self.store.mark_delivered(room, plan.head)
         except BaseException:
@@ -471,10 +472,15 @@ class SxServer:
         log.warning("[%s] refused a frame: %s", sid, frame.reason)
         if frame.answerable:
             return protocol.failure(protocol.INVALID_FORMAT, f"Invalid message format: {frame.reason}")
+        await self._end_connection(sid)  # nobody to answer
+        return None
+
+    async def _end_connection(self, sid: str) -> None:
+        """Close the socket's Engine.IO connection: a client (ours, or socket.io-client) sees a
+        transport close, reconnects and sends again whatever was not acknowledged."""
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         if eio_sid is not None:  # None: gone already (and Engine.IO's disconnect(None) closes everyone)
-            await self.sio.eio.disconnect(eio_sid)  # nobody to answer: the client resends after reconnecting
-        return None
+            await self.sio.eio.disconnect(eio_sid)
 
     async def _on_message(self, sid: str, message: Any = None, *extra: Any) -> Reply | JsonText | None:
         if isinstance(message, MalformedFrame):
@@ -504,7 +510,7 @@ class SxServer:
             socket.use.finished()
 
     async def _handle(self, socket: SxSocket, found: tuple[Handler, bool], type_: str, data: Any,
-                      meta: dict[str, Any]) -> Reply | JsonText:
+                      meta: dict[str, Any]) -> Reply | JsonText | None:
         sid = socket.sid
         handler, takes_meta = found
         run = functools.partial(run_handler, handler, (data, socket, meta) if takes_meta else (data, socket),
@@ -513,6 +519,8 @@ class SxServer:
 
         async def run_in_turn() -> ReplyText:
             await self.start_order.wait(previous)  # earlier messages of this connection started
+            if socket.ending:  # an earlier one was not answered: running this now would overtake it
+                raise ReplyUnknown("an earlier message of this connection could not be answered")
             self.start_order.done(sid, mine)
             return await run()
 
@@ -523,6 +531,12 @@ class SxServer:
             else:
                 text = await self.replies.once(socket.resend_key, message_id, run_in_turn,
                                                resent=bool(meta.get("resend")))
+        except ReplyUnknown as error:
+            log.warning("[%s] %s %s: not answered (%s); its connection is closed, so that it comes again",
+                        sid, type_, message_id, error)
+            socket.ending = True  # before its turn passes on (finally): nothing behind it runs
+            await self._end_connection(sid)
+            return None  # python-socketio's ack to a closed connection goes nowhere
         finally:
             self.start_order.done(sid, mine)
         # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value

@@ -40,7 +40,7 @@ class SharedDelivery:
 
     def __init__(self, store: SharedStore, room_locks: RoomLocks,
                  send: Callable[[LogEntry], Awaitable[None]], has_members: Callable[[str], bool],
-                 replaced: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 replaced: Callable[[str, str | None], Awaitable[None]] | None = None) -> None:
         self.store, self.room_locks, self.send, self.has_members = store, room_locks, send, has_members
         self.replaced = replaced
         self._last: dict[str, int] = {}  # room -> highest offset delivered live here
@@ -96,21 +96,34 @@ class SharedDelivery:
         return True
 
     async def _send_away(self, room: str) -> None:
-        log.warning("room %s: its log is a new history (the store lost the old one): members here rejoin", room)
         async with self.room_locks.hold(room):
-            self._last.pop(room, None)
-            self._epochs.pop(room, None)
-            if self.replaced is not None:
-                await self.replaced(room)
+            await self._forget_history(room)
 
-    def joined(self, room: str, head: int, epoch: str = "") -> None:
+    async def _forget_history(self, room: str, joiner: str | None = None) -> None:
+        """Under the room's lock: drop what was kept for the old history, send its members away."""
+        log.warning("room %s: its log is a new history (the store lost the old one): members here rejoin", room)
+        self._last.pop(room, None)
+        self._epochs.pop(room, None)
+        self._marks.pop(room, None)  # an old history's offset: no delivered mark of the new one
+        if self.replaced is not None:
+            await self.replaced(room, joiner)
+
+    async def joined(self, room: str, head: int, epoch: str = "", joiner: str | None = None) -> None:
         """A join (holding the room's lock) replays up to ``head``: live delivery here
         goes on from there, so that an entry the stream misses right after the
         join is filled from the log, and catch-up after a dropped subscription
         covers the room. An offset already kept for the room stays: entries
-        between it and ``head`` are still on their way in the stream."""
-        if epoch and self._epochs.get(room, epoch) != epoch:  # a new history: the old offsets mean nothing
-            self._last.pop(room, None)
+        between it and ``head`` are still on their way in the stream.
+
+        A join may be the first here to see that the room's log is another
+        history (a Redis that came back empty, before any live entry of the
+        new one arrived). The members already here hold offsets of the old
+        one, and from now on every entry would carry the epoch this process
+        knows, so none of them would ever be sent away: they are sent away
+        now (all but ``joiner``, the socket whose replay follows)."""
+        known = self._epochs.get(room)
+        if epoch and known is not None and known != epoch:
+            await self._forget_history(room, joiner)
         self._last.setdefault(room, head)
         if epoch:
             self._epochs[room] = epoch
@@ -132,11 +145,12 @@ class SharedDelivery:
         return len(self._last.keys() | self._epochs.keys())
 
     async def deliver(self, entry: LogEntry) -> None:
-        known = self._epochs.get(entry.room)
-        if entry.epoch and known is not None and entry.epoch != known:
-            await self._send_away(entry.room)  # redis-py reconnected to a Redis that came back empty
-            return
         async with self.room_locks.hold(entry.room):
+            # Under the lock: a join that held it may have just taken another history as the room's.
+            known = self._epochs.get(entry.room)
+            if entry.epoch and known is not None and entry.epoch != known:
+                await self._forget_history(entry.room)  # redis-py reconnected to a Redis that came back empty
+                return
             if not self.has_members(entry.room):
                 self._last.pop(entry.room, None)  # a later join replays from the log
                 self._epochs.pop(entry.room, None)

@@ -27,6 +27,9 @@ class SxSocket:
     resend_key: str = ""
     # What it uses now against the server's per-connection limits (limits.py).
     use: ConnectionUse = field(default_factory=lambda: ConnectionUse(Limits()), repr=False)
+    # Set when a message of it could not be answered and its connection is being ended:
+    # the messages behind it must not run before it, so none of them runs (all come again).
+    ending: bool = False
 
     @property
     def id(self) -> str:

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,10 @@ class PrivateRedis:
             self.proc.send_signal(signal.SIGKILL)
             await self.proc.wait()
 
-    async def restart(self) -> None:
+    async def restart(self, while_down: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Kill it and start it again, empty; ``while_down`` runs between the two."""
         await self.kill()
         self.restarts += 1
+        if while_down is not None:
+            await while_down()
         await self.start()

@@ -162,6 +162,13 @@ class RoomRun:
         self.recreated = 0
         self._turn = 0  # which server the next publish goes to
         self._stalls: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()  # set on every acknowledged publish
+
+    async def reached(self, count: int) -> None:
+        """Return once ``count`` publishes were acknowledged (another run can pace itself by them)."""
+        while len(self.published) < count:
+            self._progress.clear()
+            await self._progress.wait()
 
     @property
     def head_now(self) -> int:
@@ -185,6 +192,7 @@ class RoomRun:
                 async with session.post(f"{server.url}/demo/publish", params={"room": ROOM}, json={"k": k}) as reply:
                     if reply.status == 200:
                         self.published.append(await reply.json())
+                        self._progress.set()
                         return
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass

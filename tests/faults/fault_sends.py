@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,9 @@ def send_schedule(rng: random.Random, total: int, cuts: int, kills: int, recreat
 
 class SendRun:
     def __init__(self, tmp_path: Path, proxy: FaultProxy, servers: list[ServerProcess], clients: int,
-                 total: int) -> None:
+                 total: int, pace: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.tmp_path, self.proxy, self.servers = tmp_path, proxy, servers
+        self.pace = pace  # awaited before send n is queued: keeps the sends in step with another run
         self.count, self.total = clients, total
         self.ledger = SendLedger()
         self.clients: list[SxClient] = [self._client(c) for c in range(clients)]
@@ -86,6 +88,8 @@ class SendRun:
         for n in range(c, self.total, self.count):
             key = (c, n)
             type_ = "fault_refuse" if n % REFUSE_EVERY == REFUSE_EVERY // 2 else "fault_send"
+            if self.pace is not None:
+                await self.pace(n)
             await self.slots[c].acquire()
             async with self.locks[c]:
                 client = self.clients[c]

@@ -289,3 +289,32 @@ async def test_a_log_replaced_under_running_servers_is_replayed_from_its_start(t
     assert [(gap.reason, gap.since, gap.head) for gap in gaps] == [("new_history", 3, 1)]
     await second.sx.to("swap").send("n", {"n": 101})
     await wait_until(lambda: got[-1] == (2, 101))
+
+
+async def test_a_join_that_meets_a_replaced_log_first_sends_the_other_members_away(
+        two_servers, make_client, wait_until, redis_url, redis_prefix):
+    """Defect (the Redis-restart fault test, seed 60501729: three steady members lost all 200
+    messages of the new history): after a Redis came back empty, a join on this process saw the
+    new history before any live entry did, and took its epoch as the room's here. The members
+    already in the room, on old offsets, were never sent away: every new entry looked like their
+    history's and was dropped by them as at or below their offset."""
+    first, second, _ = two_servers
+    member, got, gaps = make_client(first.url), [], []
+    collect(member, got)
+    member.on_gap(gaps.append)
+    await member.connect("t")
+    await member.join("swap-join")
+    for n in (1, 2, 3):
+        await second.sx.to("swap-join").send("n", {"n": n})
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # the room's log, bounds and epoch are gone, as in a Redis that restarted empty
+        await direct.delete(*[key async for key in direct.scan_iter(match=f"{redis_prefix}:room:swap-join:*")])
+    finally:
+        await direct.aclose()
+    newcomer = make_client(first.url)
+    await newcomer.connect("t")
+    await newcomer.join("swap-join")  # the first look at the new history is this join's, on the member's server
+    await second.sx.to("swap-join").send("n", {"n": 100})  # offset 1 of the new history
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3), (1, 100)])
+    assert [(gap.reason, gap.since) for gap in gaps] == [("new_history", 3)]
