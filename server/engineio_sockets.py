@@ -298,3 +298,32 @@ async def send_to_many(eio: Any, eio_sids: Iterable[str | None], pkt: Any) -> No
             socket.write_text_frame(frame)
         else:
             await socket.send(pkt)
+
+
+def start_events_eagerly(sio: Any) -> None:
+    """python-socketio's ``_handle_event`` with the handler's task started eagerly.
+
+    python-socketio runs every incoming event in a task of its own (so a
+    slow handler does not stop the connection's reader); its first step
+    waits for a later loop turn. An eager task runs that step at once, in
+    the reader's turn, and costs no scheduling when the handler finishes
+    without waiting. Handlers still start in arrival order, each before the
+    next frame is read.
+    """
+    if not sio.async_handlers:  # asked for: every handler in the reader, as python-socketio does it
+        return
+    running: set[asyncio.Task[Any]] = set()
+
+    async def handle_event(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        namespace = namespace or "/"
+        sid = sio.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not sio.manager.is_connected(sid, namespace):
+            sio.logger.warning("%s is not connected to namespace %s", sid, namespace)
+            return
+        handling = sio._handle_event_internal(sio, sid, eio_sid, data, namespace, id)
+        task = asyncio.Task(handling, loop=asyncio.get_running_loop(), eager_start=True)
+        if not task.done():
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+    sio._handle_event = handle_event

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from shotx.client import protocol
 
-from .engineio_sockets import close_every_socket_now, use_direct_sockets
+from .engineio_sockets import close_every_socket_now, start_events_eagerly, use_direct_sockets
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import JsonText, MalformedFrame, RoomMessageSender, SxPacket
@@ -137,6 +137,7 @@ class SxServer:
         # frames written straight to the WebSocket when nothing is queued; no permessage-deflate
         # unless asked for, as in Node's engine.io (engineio_sockets.py)
         use_direct_sockets(self.sio.eio, compression=websocket_compression)
+        start_events_eagerly(self.sio)
         self.room_messages = RoomMessageSender(self.sio)
         self.shared = (SharedDelivery(self.store, self.room_locks, self._send_to_members, self.has_members,
                                       self._send_members_away)

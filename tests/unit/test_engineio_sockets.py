@@ -90,3 +90,17 @@ def test_aiohttp_puts_a_whole_uncompressed_frame_into_the_transport_before_it_wa
     assert {"compress", "max_msg_size"} <= set(parameters), SEAM
     assert list(inspect.signature(web.WebSocketResponse.send_frame).parameters)[:3] == \
         ["self", "message", "opcode"], SEAM
+
+
+def test_the_event_handling_start_events_eagerly_replaces():
+    import socketio
+    from socketio.async_server import AsyncServer
+    assert list(inspect.signature(AsyncServer._handle_event).parameters) == \
+        ["self", "eio_sid", "namespace", "id", "data"], SEAM
+    assert list(inspect.signature(AsyncServer._handle_event_internal).parameters) == \
+        ["self", "server", "sid", "eio_sid", "data", "namespace", "id"], SEAM
+    source = inspect.getsource(AsyncServer._handle_event)
+    assert "self.start_background_task(\n                self._handle_event_internal" in source, \
+        f"python-socketio's _handle_event changed: compare it with start_events_eagerly ({SEAM})"
+    assert "await self._handle_event(eio_sid" in inspect.getsource(AsyncServer._handle_eio_message), SEAM
+    assert socketio.AsyncServer(async_mode="aiohttp").async_handlers is True, SEAM
