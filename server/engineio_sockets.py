@@ -27,14 +27,21 @@ WebSocket transport replaced:
 * a packet is written to the WebSocket at once, in the sender's own step,
   when nothing can be ahead of it: the queue is empty, the writer is not
   mid-batch, the socket is not closing, and the transport's buffer is empty
-  (so aiohttp's ``send_frame``, uncompressed, writes and returns without
-  waiting for a drain: a slow client never holds up a room's other
-  members). Otherwise the packet goes to the queue as before, and the writer
-  sends it in order. Frame order per socket is therefore unchanged;
+  and aiohttp's write runs in an eager task of its own, so a write that
+  waits (for a drain, or for the compressor) never holds up the sender: a
+  slow client never holds up a room's other members). Otherwise the packet
+  goes to the queue as before, and the writer sends it in order. Frame order
+  per socket is therefore unchanged (aiohttp writes a frame whole, and its
+  compressed frames take its send lock in call order);
 * the reader awaits aiohttp's ``receive(timeout)`` itself: no task per frame;
-* compression is off unless ``SxServer(websocket_compression=True)``, as in
-  Node; with it on, every packet goes through the queue (a compressed
-  frame may wait for the compressor) as engine.io does it.
+* permessage-deflate is accepted as aiohttp does unless
+  ``SxServer(websocket_compression=False)`` (Node's engine.io default). Why
+  not off by default: a Node.js socket.io-client then gets a join's answer
+  and its replay in one read and emits them in one go, so an app that
+  registers its handler after ``await join()`` (the original's room demo)
+  missed the replay in about half of the runs of ``test_wire_js.py``; the
+  client's asynchronous inflate kept them apart. Browsers dispatch each
+  WebSocket message as a task of its own.
 
 Long-polling and the upgrade from it are engine.io's own, unchanged.
 :func:`use_direct_sockets` makes every new Engine.IO socket of a server a
@@ -118,11 +125,12 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         self._write_eagerly(self._ws.send_frame(frame, WSMsgType.TEXT))
 
     def _write_eagerly(self, write: Coroutine[Any, Any, None]) -> None:
-        """Run aiohttp's write now; if it then waits for the client to drain, it waits in a task of its own.
+        """Run aiohttp's write now; if it then waits (a drain, the compressor), it waits in a task of its own.
 
         aiohttp puts the whole frame into the transport before it waits for a
-        drain, so nothing written later can overtake it, and the sender (a
-        room's fan-out) is never held up by one client that stopped reading.
+        drain, and a compressed frame takes its send lock before it waits for
+        the compressor, so nothing written later can overtake it; the sender
+        (a room's fan-out) is never held up by one client that stopped reading.
         A write that completes at once (the usual case) costs no loop step.
         """
         task = asyncio.Task(write, loop=asyncio.get_running_loop(), eager_start=True)
@@ -157,9 +165,8 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             self.connected = True
             self.upgraded = True
         writer = asyncio.ensure_future(self._write_queued(ws))
-        if not ws.compress:  # a compressed frame may wait for its compressor: queue them all
-            self._draining = set()
-            self._transport, self._ws = transport, ws
+        self._draining = set()
+        self._transport, self._ws = transport, ws
         await self._read(ws)
         self._ws = None
         await self.queue.put(None)  # the writer stops after what was queued before

@@ -91,7 +91,7 @@ class SxServer:
                  retention_interval: float = 60.0, reply_window: float = 86_400.0,
                  handler_timeout: float | None = None, at_most_once: bool = False,
                  principal: Callable[[Any, SxSocket], str] | None = None, limits: Limits | None = None,
-                 client_manager: Any = None, websocket_compression: bool = False,
+                 client_manager: Any = None, websocket_compression: bool = True,
                  **socketio_options: Any) -> None:
         if not isinstance(app, web.Application):
             raise TypeError("SxServer needs an aiohttp web.Application to attach to")
@@ -134,8 +134,8 @@ class SxServer:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
-        # frames written straight to the WebSocket when nothing is queued; no permessage-deflate
-        # unless asked for, as in Node's engine.io (engineio_sockets.py)
+        # frames written straight to the WebSocket when nothing is queued; permessage-deflate
+        # as the client offers it unless websocket_compression=False (engineio_sockets.py says why)
         use_direct_sockets(self.sio.eio, compression=websocket_compression)
         start_events_eagerly(self.sio)
         self.room_messages = RoomMessageSender(self.sio)
