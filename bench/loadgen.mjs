@@ -15,6 +15,23 @@
 //     messages in all (the in-process room bench waits for that, so its CPU
 //     time includes delivering every message).
 //
+//   node bench/loadgen.mjs fanout --url ... --members 1000 --burst 20 --bursts 5
+//     <members> clients join one room; a publisher client (not a member)
+//     asks the server for a burst of <burst> room messages (`bench_publish`),
+//     waits until every member has every message, and repeats (one warm-up
+//     burst, then <bursts> measured between MEASURE_START and MEASURE_END).
+//     Per burst: time from the request to the first member's first message
+//     and to the last member's last one (medians over bursts); deliveries/s =
+//     members * burst * bursts / the bursts' summed times.
+//   node bench/loadgen.mjs connect --url ... --clients 500
+//     <clients> clients connect at once over WebSocket (MEASURE_START before,
+//     MEASURE_END once each has its auth_success), then all disconnect.
+//   node bench/loadgen.mjs churn --url ... --clients 5000 --wave 500
+//     Waves of <wave> clients connect at once, each sends one test_route and
+//     joins one of 50 rooms, then all leave; after the last wave it waits
+//     until the server reports no connection but its own (`bench_stats`)
+//     and prints one JSON line. The runner reads the server's RSS then.
+//
 // Every loop is bounded by a deadline; connection errors exit non-zero.
 
 import { io } from "socket.io-client";
@@ -23,6 +40,7 @@ import { randomBytes } from "node:crypto";
 const DEFAULTS = {
   url: "http://127.0.0.1:3000", path: "/shotx/", token: "valid", clients: 1,
   warmup: 1, duration: 3, room: "live", rooms: 1, expect: 1, timeout: 60,
+  members: 100, burst: 20, bursts: 5, wave: 500,
 };
 
 function parseArgs(argv) {
@@ -56,6 +74,35 @@ function connect(options) {
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", (error) => reject(error));
   });
+}
+
+// Connected in Shotx's sense: the server has sent auth_success (right after CONNECT).
+function connectAuthenticated(options) {
+  const socket = io(options.url, {
+    path: options.path, auth: { token: options.token }, transports: ["websocket"],
+    reconnection: false, forceNew: true, timeout: options.timeout * 1000,
+  });
+  return new Promise((resolve, reject) => {
+    socket.once("auth_success", () => resolve(socket));
+    socket.once("connect_error", (error) => reject(error));
+  });
+}
+
+async function request(socket, type, data) {
+  const reply = await socket.emitWithAck("message", { meta: { type, id: uuid7() }, data });
+  if (!reply || !reply.meta || reply.meta.success !== true) throw new Error(`${type} failed: ${JSON.stringify(reply)}`);
+  return reply.data;
+}
+
+// Connects in batches of at most <wave> at once: a thousand handshakes in one
+// go would measure the listen queue, not the server.
+async function connectMany(options, count) {
+  const sockets = [];
+  while (sockets.length < count) {
+    const batch = Math.min(options.wave, count - sockets.length);
+    sockets.push(...await Promise.all(Array.from({ length: batch }, () => connectAuthenticated(options))));
+  }
+  return sockets;
 }
 
 function percentile(sorted, p) {
@@ -124,10 +171,114 @@ async function runMember(options) {
   socket.disconnect();
 }
 
+// One burst: resolves with {firstMs, lastMs} once every member has <burst> messages.
+function burstWatch(members, burst, stats) {
+  const started = performance.now();
+  let first = null;
+  let pending = members.length * burst;
+  return new Promise((resolve) => {
+    stats.onMessage = (member, message) => {
+      const offset = message.meta.offset;
+      if (!(offset > member.lastOffset)) stats.errors++;
+      member.lastOffset = offset;
+      const now = performance.now();
+      if (first === null) first = now;
+      if (--pending === 0) resolve({ firstMs: first - started, lastMs: now - started });
+    };
+  });
+}
+
+async function runFanout(options) {
+  const room = `fan-${uuid7()}`;
+  const sockets = await connectMany(options, options.members);
+  const stats = { errors: 0, onMessage: null };
+  const members = sockets.map((socket) => ({ socket, lastOffset: 0 }));
+  for (const member of members) {
+    member.socket.on("message", (message) => {
+      if (message && message.meta && message.meta.room === room) stats.onMessage(member, message);
+    });
+  }
+  await Promise.all(members.map((member) => request(member.socket, "sx_join", { room })));
+  const publisher = await connectAuthenticated(options);
+  const deadline = setTimeout(() => { console.error("fanout: deadline passed"); process.exit(1); },
+    options.timeout * 1000);
+  const bursts = [];
+  let cpuAtStart = null;
+  for (let i = 0; i <= options.bursts; i++) {
+    if (i === 1) { console.log("MEASURE_START"); cpuAtStart = process.cpuUsage(); }
+    const delivered = burstWatch(members, options.burst, stats);
+    const [times] = await Promise.all([delivered, request(publisher, "bench_publish", { room, count: options.burst })]);
+    if (i > 0) bursts.push(times);
+  }
+  console.log("MEASURE_END");
+  const cpu = process.cpuUsage(cpuAtStart);
+  clearTimeout(deadline);
+  [publisher, ...sockets].forEach((socket) => socket.disconnect());
+  const median = (values) => percentile([...values].sort((a, b) => a - b), 50);
+  const deliveries = options.members * options.burst;
+  console.log(JSON.stringify({
+    members: options.members, burst: options.burst, bursts: bursts.length, deliveries: deliveries * bursts.length,
+    errors: stats.errors, first_ms: median(bursts.map((b) => b.firstMs)), last_ms: median(bursts.map((b) => b.lastMs)),
+    // over all measured bursts (total deliveries / total burst time), as the server CPU is counted
+    deliveries_per_s: (deliveries * bursts.length) / (bursts.reduce((sum, b) => sum + b.lastMs, 0) / 1000),
+    loadgen_cpu_s: (cpu.user + cpu.system) / 1e6,
+  }));
+}
+
+async function runConnect(options) {
+  console.log("MEASURE_START");
+  const started = performance.now();
+  const times = [];
+  const sockets = await Promise.all(Array.from({ length: options.clients }, () => connectAuthenticated(options)
+    .then((socket) => { times.push(performance.now() - started); return socket; })));
+  console.log("MEASURE_END");
+  const allMs = performance.now() - started;
+  sockets.forEach((socket) => socket.disconnect());
+  const sorted = times.sort((a, b) => a - b);
+  console.log(JSON.stringify({
+    clients: options.clients, all_ms: allMs, p50_ms: percentile(sorted, 50), p99_ms: percentile(sorted, 99),
+  }));
+}
+
+// Waits (bounded) until the server holds no connection but <socket>'s: the closes it was sent are handled.
+async function settled(socket, deadlineMs) {
+  for (;;) {
+    const { sockets } = await request(socket, "bench_stats", {});
+    if (sockets <= 1) return;
+    if (performance.now() > deadlineMs) throw new Error(`server still holds ${sockets} connections`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function runChurn(options) {
+  const started = performance.now();
+  let done = 0;
+  while (done < options.clients) {
+    const wave = await connectMany({ ...options, wave: Math.min(options.wave, options.clients - done) },
+      Math.min(options.wave, options.clients - done));
+    await Promise.all(wave.map((socket, i) => request(socket, "test_route", { n: done + i, text: "hello" })
+      .then(() => request(socket, "sx_join", { room: `churn-${(done + i) % 50}` }))));
+    wave.forEach((socket) => socket.disconnect());
+    done += wave.length;
+  }
+  const probe = await connectAuthenticated(options);
+  await settled(probe, performance.now() + options.timeout * 1000);
+  probe.disconnect();
+  console.log(JSON.stringify({ clients: done, wave: options.wave, elapsed_s: (performance.now() - started) / 1000 }));
+}
+
+const MODES = { ack: runAck, member: runMember, fanout: runFanout, connect: runConnect, churn: runChurn };
 const options = parseArgs(process.argv.slice(2));
-const run = options.mode === "ack" ? runAck : options.mode === "member" ? runMember : null;
+const run = MODES[options.mode];
 if (!run) {
-  console.error("usage: node loadgen.mjs ack|member [--url URL] [--clients N] ...");
+  console.error(`usage: node loadgen.mjs ${Object.keys(MODES).join("|")} [--url URL] [--clients N] ...`);
   process.exit(2);
 }
-run(options).then(() => process.exit(0), (error) => { console.error(String(error)); process.exit(1); });
+// A connect_error from the transport carries the socket-level cause (ECONNRESET, ...) in `description`.
+function explain(error) {
+  const cause = error && error.description;
+  const detail = cause && (cause.message || cause.error?.message || cause.code);
+  return detail ? `${error} (${detail})` : String(error);
+}
+
+run(options).then(() => process.exit(0), (error) => { console.error(explain(error)); process.exit(1); });

@@ -6,8 +6,8 @@ Not a test and not a benchmark: a quick, indicative measurement. One
 in-process server on a real SQLite file (in a temporary directory) with the
 real python-socketio clients on the same loop, so the figures include their
 CPU. For each message it takes the time from the handler's end to the
-return of the store's ``flushed()`` after its reply was remembered, which is
-when the ack may leave: the crash window in which a SIGKILL makes a resend
+return of the store's ``remember`` (which returns once the reply is
+durable), which is when the ack may leave: the crash window in which a SIGKILL makes a resend
 run the handler again (an upper bound: it includes the wake-up after the
 commit). Sequential sends from one client, then the same number spread over
 ten concurrent clients, whose acks share commits.
@@ -33,23 +33,15 @@ from yielding_store import YieldingStore  # noqa: E402  (turns=0: a pass-through
 
 
 class TimedStore(YieldingStore):
-    """The real SQLite store; notes when each ``flushed()`` after a ``remember`` returns."""
+    """The real SQLite store; notes when each ``remember`` returns (its reply is durable then)."""
 
     def __init__(self, inner: SqliteStore) -> None:
         super().__init__(inner, turns=0)
         self.durable_at: dict[str, float] = {}
-        self._remembered: list[str] = []
 
     async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
         await super().remember(principal, message_id, reply_json, ts)
-        self._remembered.append(message_id)
-
-    async def flushed(self) -> None:
-        waiting, self._remembered = self._remembered, []
-        await super().flushed()
-        now = time.perf_counter()
-        for message_id in waiting:
-            self.durable_at[message_id] = now
+        self.durable_at[message_id] = time.perf_counter()
 
 
 async def measure(sends: int, clients: int, path: Path) -> list[float]:

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import report_live
+
 BENCH = Path(__file__).resolve().parent
 ACK_TARGET = 0.85        # our round trips/s at least this share of bare python-socketio's
 ROOM_SEND_TARGET_US = 100.0
@@ -58,7 +60,8 @@ def _loadgen_name(loadgen: list[str]) -> str:
     if loadgen[-1].endswith(".mjs"):
         node = subprocess.run([loadgen[0], "--version"], capture_output=True, text=True).stdout.strip()
         package = json.loads((BENCH / "node_modules" / "socket.io-client" / "package.json").read_text())
-        return f"Node {node}, socket.io-client {package['version']}"
+        server = json.loads((BENCH / "node_modules" / "socket.io" / "package.json").read_text())
+        return f"Node {node}, socket.io-client {package['version']} (Node reference: socket.io {server['version']})"
     return f"Python {platform.python_version()}, python-socketio AsyncClient {_version('python-socketio')}"
 
 
@@ -84,15 +87,23 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _vs(mine: list[Row], reference: dict[int, Row], metric: str) -> float | None:
+    """Median over rounds of ``metric``'s ratio to the reference server's in the same round."""
+    return median([_ratio(r[metric], reference.get(r["round"], {}).get(metric)) for r in mine])
+
+
 def ack_summary(rows: list[Row]) -> list[Row]:
-    """Medians per (clients, server), with ratios to bare taken round by round."""
+    """Medians per (clients, server), with ratios to bare and to the Node reference taken round by round."""
     out = []
     for clients in sorted({r["clients"] for r in rows}):
         at = [r for r in rows if r["clients"] == clients]
         bare = {r["round"]: r for r in at if r["server"] == "bare"}
-        for server in sorted({r["server"] for r in at}, key=lambda s: (s == "bare", s)):
+        node = {r["round"]: r for r in at if r["server"] == "node"}
+        for server in sorted({r["server"] for r in at}, key=lambda s: (s in ("node", "bare"), s == "bare", s)):
             mine = [r for r in at if r["server"] == server]
             out.append({
+                "acks_per_s_vs_node": _vs(mine, node, "acks_per_s"), "p50_ms_vs_node": _vs(mine, node, "p50_ms"),
+                "cpu_us_vs_node": _vs(mine, node, "cpu_us_per_ack"),
                 "clients": clients, "server": server, "runs": len(mine),
                 "acks_per_s": median([r["acks_per_s"] for r in mine]),
                 "vs_bare": median([_ratio(r["acks_per_s"], bare.get(r["round"], {}).get("acks_per_s")) for r in mine]),
@@ -136,13 +147,15 @@ def _f(value: float | None, digits: int = 0, suffix: str = "") -> str:
 
 
 def ack_table(summary: list[Row]) -> list[str]:
-    lines = ["| clients | server | round trips/s | vs bare | p50 ms | p99 ms | server CPU µs/ack | CPU vs bare "
-             "| load gen cores | runs |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| clients | server | round trips/s | vs node | vs bare | p50 ms | p50 vs node | p99 ms "
+             "| server CPU µs/ack | CPU vs node | CPU vs bare | load gen cores | runs |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary:
-        lines.append(f"| {s['clients']} | {s['server']} | {_f(s['acks_per_s'])} | {_f(s['vs_bare'], 2, '×')} "
-                     f"| {_f(s['p50_ms'], 2)} | {_f(s['p99_ms'], 2)} | {_f(s['cpu_us'], 0)} "
-                     f"| {_f(s['cpu_vs_bare'], 2, '×')} | {_f(s['loadgen_cores'], 2)} | {s['runs']} |")
+        lines.append(f"| {s['clients']} | {s['server']} | {_f(s['acks_per_s'])} "
+                     f"| {_f(s['acks_per_s_vs_node'], 2, '×')} | {_f(s['vs_bare'], 2, '×')} "
+                     f"| {_f(s['p50_ms'], 2)} | {_f(s['p50_ms_vs_node'], 2, '×')} | {_f(s['p99_ms'], 2)} "
+                     f"| {_f(s['cpu_us'], 0)} | {_f(s['cpu_us_vs_node'], 2, '×')} | {_f(s['cpu_vs_bare'], 2, '×')} "
+                     f"| {_f(s['loadgen_cores'], 2)} | {s['runs']} |")
     return lines
 
 
@@ -211,13 +224,12 @@ def verdicts(acks: list[Row], rooms: list[Row]) -> list[str]:
     return lines
 
 
-def markdown(ack_rows: list[Row], room_rows: list[Row], layer_rows: list[Row], machine: dict[str, Any],
-             args: argparse.Namespace) -> str:
-    acks, rooms, layers = ack_summary(ack_rows), room_summary(room_rows), layer_summary(layer_rows)
-    quick = " --quick" if args.quick else ""
+def markdown(rows: dict[str, list[Row]], machine: dict[str, Any], args: argparse.Namespace) -> str:
+    acks, rooms, layers = ack_summary(rows["ack"]), room_summary(rows["room"]), layer_summary(rows["layer"])
+    command = getattr(args, "command", "python3 bench/run.py" + (" --quick" if args.quick else ""))
     return "\n".join([
         "# Shotx benchmark results", "",
-        f"Command: `python3 bench/run.py{quick}` (rounds: {args.rounds}; load window {args.duration:g} s after "
+        f"Command: `{command}` (rounds: {args.rounds}; load window {args.duration:g} s after "
         f"{args.warmup:g} s warm-up; {args.sends:,} room sends per scenario). Medians over rounds; every ratio is "
         "taken within one round, then the median of those ratios is shown.", "",
         f"* Date: {machine['date']}; run took {machine['elapsed_s']:.0f} s",
@@ -229,34 +241,38 @@ def markdown(ack_rows: list[Row], room_rows: list[Row], layer_rows: list[Row], m
         f"* Load generator: {machine['loadgen']}, WebSocket transport, one process for all clients",
         *([f"* `candidate`: the server of the checkout `{args.candidate}`, measured side by side"]
           if args.candidate else []), "",
-        "## Ack round trips", "",
-        "Each client sends `{meta: {type: \"test_route\", id: <uuid7>}, data}` on event `message`, awaits the ack, "
-        "repeats. `shotx-*` is `SxServer` with the `test_route` echo handler (idempotency layer on: every reply is "
-        "remembered in the store); `bare` is python-socketio's `AsyncServer` on aiohttp returning the same ack. "
-        "Server CPU is utime+stime of the server process over the window (from /proc), divided by the acks; "
-        "for `shotx-redis` (`RedisStore`, the store several server processes share) Redis's own CPU, another "
-        "process on the same two cores, is not in it, but it does slow the round trips.", "",
-        *ack_table(acks), "",
-        "## Room sends (in-process, `await sx.to(room).send(...)`)", "",
-        "CPU is `time.process_time()` of the server process over all sends; with a member, until that member "
-        "(a real client, another process) has received every message. `concurrent` is 100 tasks sending at once. "
-        "`bare sio.emit` is python-socketio broadcasting the same frame with no log: the floor under a live send. "
-        "`redis` rows: each send is one Lua script in Redis plus the server receiving its own publish (it delivers "
-        "from there, `shared_delivery.py`); Redis's own CPU is not counted.", "",
-        *room_table(rooms), "",
-        "## Our layer alone (in-process, no network)", "",
-        "`layer_cost.py` calls the server's Socket.IO `message` handler directly, as python-socketio does after "
-        "decoding a packet, then encodes its ack packet as python-socketio does next, each request on its own "
-        "event-loop turn: what our validation, routing, idempotency layer, store and reply encoding add per "
-        "request, with far less noise than the end-to-end figures. `bare` is the bare server's handler and ack. "
-        "A figure below bare's means our ack costs python-socketio less to send than bare's (SxServer hands it "
-        "JSON text it encoded once, `server/packets.py`) by more than our layer costs.", "",
-        *layer_table(layers), "",
-        "Projection from the two low-noise figures (server CPU per ack of bare python-socketio, end to end, plus "
-        "our layer's in-process cost with the SQLite store):", "",
-        *projection(acks, layers), "",
+        *(["## Ack round trips", "",
+            "Each client sends `{meta: {type: \"test_route\", id: <uuid7>}, data}` on event `message`, awaits the ack, "
+            "repeats. `shotx-*` is `SxServer` with the `test_route` echo handler (idempotency layer on: every reply is "
+            "remembered in the store); `bare` is python-socketio's `AsyncServer` on aiohttp returning the same ack; "
+            "`node` is the Node reference (`node_server.mjs`: socket.io on Node speaking the Shotx protocol, no log, "
+            "no remembered replies). "
+            "Server CPU is utime+stime of the server process over the window (from /proc), divided by the acks; "
+            "for `shotx-redis` (`RedisStore`, the store several server processes share) Redis's own CPU, another "
+            "process on the same two cores, is not in it, but it does slow the round trips.", "",
+            *ack_table(acks), ""] if acks else []),
+        *report_live.sections(rows, args),
+        *(["## Room sends (in-process, `await sx.to(room).send(...)`)", "",
+            "CPU is `time.process_time()` of the server process over all sends; with a member, until that member "
+            "(a real client, another process) has received every message. `concurrent` is 100 tasks sending at once. "
+            "`bare sio.emit` is python-socketio broadcasting the same frame with no log: the floor under a live send. "
+            "`redis` rows: each send is one Lua script in Redis plus the server receiving its own publish (it delivers "
+            "from there, `shared_delivery.py`); Redis's own CPU is not counted.", "",
+            *room_table(rooms), ""] if rooms else []),
+        *(["## Our layer alone (in-process, no network)", "",
+            "`layer_cost.py` calls the server's Socket.IO `message` handler directly, as python-socketio does after "
+            "decoding a packet, then encodes its ack packet as python-socketio does next, each request on its own "
+            "event-loop turn: what our validation, routing, idempotency layer, store and reply encoding add per "
+            "request, with far less noise than the end-to-end figures. `bare` is the bare server's handler and ack. "
+            "A figure below bare's means our ack costs python-socketio less to send than bare's (SxServer hands it "
+            "JSON text it encoded once, `server/packets.py`) by more than our layer costs.", "",
+            *layer_table(layers), "",
+            "Projection from the two low-noise figures (server CPU per ack of bare python-socketio, end to end, plus "
+            "our layer's in-process cost with the SQLite store):", "",
+            *projection(acks, layers), ""] if layers else []),
         "## Targets", "",
-        *verdicts(acks, rooms), "",
+        *verdicts(acks, rooms),
+        *report_live.node_verdicts(rows, acks), "",
         "Noise: this is a shared 2-core virtual machine, and the load generator shares it with the server. "
         "While other work runs (load average above 2), absolute round trips per second have moved by up to 2× "
         "between back-to-back runs of the same server, server CPU per ack by about ±15%, and the in-process "

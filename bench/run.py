@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Run the whole Shotx benchmark: ``python3 bench/run.py [--quick]``.
 
-Starts each server under test in its own process on 127.0.0.1, drives it
-with the load generator (Node's socket.io-client when Node is there, else the
-python-socketio fallback), runs the in-process room-send bench, prints a
+Starts each server under test in its own process on 127.0.0.1 (ours with
+each store, bare python-socketio, and the Node reference ``node_server.mjs``),
+drives them with the load generator (Node's socket.io-client when Node is
+there, else the python-socketio fallback, which has no Node reference and only
+the ack figures), runs the in-process room-send and layer benches, prints a
 Markdown report and writes it to ``bench/results.md``.
 
 Why rounds: this 2-core machine is shared and noisy, so every round starts
-fresh servers and runs every server at every client count, in an order that
-rotates from one measurement to the next; the report gives medians over
-rounds and ratios taken within a round (our server against bare
-python-socketio measured seconds apart), never across runs.
+fresh servers and runs every server in every scenario (``live_rounds.py``),
+in an order that rotates from one measurement to the next; the report gives
+medians over rounds and ratios taken within a round (our server against
+bare python-socketio and against Node measured minutes apart), never across
+runs.
 
 Every process this starts is stopped at the end, also on Ctrl-C or an error.
 """
@@ -33,8 +36,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-CLIENT_COUNTS = (1, 10, 100)
-# name -> servers.py arguments; "bare" is the baseline every ratio divides by.
+SCENARIOS = ("ack", "fanout", "connect", "memory", "room", "layer")
+# name -> servers.py arguments; "node" (node_server.mjs) and "bare" are what every ratio divides by.
 SERVERS = {
     "shotx-sqlite": ["shotx", "--store", "sqlite"],
     "shotx-memory": ["shotx", "--store", "memory"],
@@ -55,70 +58,18 @@ def use_project_python() -> None:
 
 use_project_python()
 
-import report  # noqa: E402  (after the interpreter switch: it imports nothing from shotx, but keep one order)
-
-
-def die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it if the runner dies, even by SIGKILL."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class Children:
-    """Every process the benchmark starts, so all of them can be stopped at once."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def start(self, command: list[str], **kwargs: Any) -> subprocess.Popen[str]:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                   cwd=BENCH, preexec_fn=die_with_parent, **kwargs)
-        self.processes.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[str], grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds."""
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        if process in self.processes:
-            self.processes.remove(process)
-
-    def stop_all(self) -> None:
-        for process in list(self.processes):
-            self.stop(process)
-
-
-def read_line(process: subprocess.Popen[str], what: str) -> str:
-    """The child's next stdout line; a child that died says so instead of hanging."""
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        raise RuntimeError(f"{what} exited (code {process.wait()}) before answering")
-    return line.strip()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat (clock ticks -> s)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+import live_rounds  # noqa: E402  (after the interpreter switch: they import nothing from shotx, but keep one order)
+import report  # noqa: E402
+from processes import Children  # noqa: E402
 
 
 def loadgen_command() -> list[str]:
-    """Node's socket.io-client if Node is there (installing it from the lock once), else Python."""
+    """Node's socket.io-client if Node is there (installing it and socket.io from the lock once), else Python."""
     node, npm = shutil.which("node"), shutil.which("npm")
-    installed = (BENCH / "node_modules" / "socket.io-client" / "package.json").exists()
+    installed = all((BENCH / "node_modules" / name / "package.json").exists() for name in ("socket.io-client",
+                                                                                         "socket.io"))
     if node and not installed and npm:
-        print("==> npm ci in bench/ (socket.io-client from bench/package-lock.json)", flush=True)
+        print("==> npm ci in bench/ (socket.io-client and socket.io from bench/package-lock.json)", flush=True)
         installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BENCH).returncode == 0
     if node and installed:
         return [node, str(BENCH / "loadgen.mjs")]
@@ -141,69 +92,38 @@ def candidate_env(tree: Path, shim: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(shim)}
 
 
-def server_list(args: argparse.Namespace) -> list[tuple[str, list[str], dict[str, str] | None]]:
-    """(name, servers.py arguments, environment) of every server each round measures."""
-    servers: list[tuple[str, list[str], dict[str, str] | None]] = [
-        (name, arguments, None) for name, arguments in SERVERS.items()]
+def server_list(args: argparse.Namespace, loadgen: list[str]) -> list[live_rounds.Server]:
+    """(name, command, environment) of every server each round measures; the Node reference where Node is."""
+    python = [sys.executable, str(BENCH / "servers.py")]
+    servers: list[live_rounds.Server] = [(name, [*python, *arguments], None) for name, arguments in SERVERS.items()]
     if args.redis:
-        servers.insert(2, ("shotx-redis", ["shotx", "--store", "redis", "--redis", args.redis], None))
+        servers.insert(2, ("shotx-redis", [*python, "shotx", "--store", "redis", "--redis", args.redis], None))
     if args.candidate_env is not None:
-        servers.insert(1, ("candidate-sqlite", SERVERS["shotx-sqlite"], args.candidate_env))
-    return servers
+        servers.insert(1, ("candidate-sqlite", [*python, *SERVERS["shotx-sqlite"]], args.candidate_env))
+    if args.node:
+        servers.append(("node", [loadgen[0], str(BENCH / "node_server.mjs")], None))
+    return [server for server in servers if not args.servers or server[0] in args.servers]
 
 
-def start_server(children: Children, name: str, arguments: list[str], env: dict[str, str] | None,
-                 folder: Path) -> dict[str, Any]:
-    command = [sys.executable, str(BENCH / "servers.py"), *arguments, "--db", str(folder / f"{name}.sqlite3")]
-    process = children.start(command, env=env)
-    line = read_line(process, name)
-    if not line.startswith("READY "):
-        raise RuntimeError(f"{name} said {line!r}")
-    return {"name": name, "process": process, "url": f"http://127.0.0.1:{line.split()[1]}"}
 
 
-def run_load(children: Children, loadgen: list[str], server: dict[str, Any], clients: int,
-             warmup: float, duration: float) -> dict[str, Any]:
-    """One load run; samples the server's CPU when the measured window opens and closes."""
-    command = [*loadgen, "ack", "--url", server["url"], "--clients", str(clients),
-               "--warmup", str(warmup), "--duration", str(duration)]
-    process = children.start(command)
-    pid = server["process"].pid
-    try:
-        if read_line(process, "load generator") != "MEASURE_START":
-            raise RuntimeError("load generator did not start measuring")
-        cpu = cpu_seconds(pid)
-        if read_line(process, "load generator") != "MEASURE_END":
-            raise RuntimeError("load generator did not stop measuring")
-        cpu = cpu_seconds(pid) - cpu
-        result = json.loads(read_line(process, "load generator"))
-    finally:
-        children.stop(process)
-    result.update(server=server["name"], server_cpu_s=cpu,
-                  cpu_us_per_ack=cpu / result["acks"] * 1e6 if result["acks"] else None)
-    return result
-
-
-def ack_round(children: Children, loadgen: list[str], round_no: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Fresh servers (fresh SQLite files), every client count, server order rotating."""
-    results = []
-    with tempfile.TemporaryDirectory(prefix="shotx-bench-") as folder:
-        servers = [start_server(children, name, arguments, env, Path(folder))
-                   for name, arguments, env in server_list(args)]
-        try:
-            for step, clients in enumerate(CLIENT_COUNTS):
-                shift = (round_no + step) % len(servers)
-                for server in servers[shift:] + servers[:shift]:
-                    result = run_load(children, loadgen, server, clients, args.warmup, args.duration)
-                    result["round"] = round_no
-                    results.append(result)
-                    print(f"    round {round_no + 1} {server['name']:>16} {clients:>3} clients: "
-                          f"{result['acks_per_s']:8.0f} acks/s, {result['cpu_us_per_ack'] or 0:6.1f} µs CPU/ack",
-                          flush=True)
-        finally:
-            for server in servers:
-                children.stop(server["process"])
-    return results
+def run_round(children: Children, loadgen: list[str], servers: list[live_rounds.Server], round_no: int,
+              args: argparse.Namespace, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """One round of every part the arguments ask for, appended to ``rows`` by scenario."""
+    title = f"==> round {round_no + 1}/{args.rounds}:"
+    if {"ack", "fanout", "connect"} & set(args.scenarios):
+        print(f"{title} ack round trips, room fan-out, connects", flush=True)
+        for scenario, found in live_rounds.live_round(children, loadgen, servers, round_no, args).items():
+            rows[scenario] += found
+    if "memory" in args.scenarios and args.node:
+        print(f"{title} memory after {args.memory_clients:,} clients came and went", flush=True)
+        rows["memory"] += live_rounds.memory_round(children, loadgen, servers, round_no, args)
+    if "room" in args.scenarios:
+        print(f"{title} room sends in-process", flush=True)
+        rows["room"] += room_round(children, loadgen, round_no, args)
+    if "layer" in args.scenarios:
+        print(f"{title} our layer in-process", flush=True)
+        rows["layer"] += layer_round(children, round_no, args)
 
 
 def json_rows(children: Children, command: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -267,10 +187,25 @@ def parse_args() -> argparse.Namespace:
                         help="also measure the server of another checkout (e.g. with a proposed patch) side by side")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0",
                         help="Redis for the shotx-redis figures (skipped when it does not answer; '' to skip)")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+                        help="which parts to run (default: all)")
+    parser.add_argument("--servers", nargs="+", metavar="NAME", help="measure only these (e.g. shotx-sqlite bare "
+                        "node; default: all); ratios need node and bare among them")
+    parser.add_argument("--memory-clients", type=int, help="clients that come and go in the memory scenario "
+                        "(default 5,000; --quick 1,000)")
+    parser.add_argument("--trace-memory", type=Path, metavar="DIR",
+                        help="our servers run under tracemalloc in the memory scenario; their heap diffs go to DIR "
+                        "(tracing costs memory and time: those RSS figures are not comparable)")
     args = parser.parse_args()
+    args.command = shlex.join(["python3", "bench/run.py", *sys.argv[1:]])
     args.redis = args.redis if args.redis and redis_answers(args.redis) else ""
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup, args.duration, args.sends = (0.5, 1.5, 5000) if args.quick else (1.0, 3.0, 20_000)
+    args.bursts = 2 if args.quick else 5
+    args.fanout_members, args.connects, args.wave = (100, 1000), 500, 500
+    args.memory_clients = args.memory_clients or (1000 if args.quick else 5000)
+    if args.trace_memory is not None:
+        args.trace_memory.mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -308,26 +243,23 @@ def run_all(args: argparse.Namespace) -> None:
     """Every round of every part, then the report."""
     children = Children()
     loadgen = [sys.executable, str(BENCH / "loadgen.py")] if args.python_loadgen else loadgen_command()
+    args.node = loadgen[-1].endswith(".mjs")  # the Node reference, fan-out, connects and memory need Node
+    if not args.node:
+        print("==> without Node: no Node reference, fan-out, connect or memory figures", flush=True)
+    servers = server_list(args, loadgen)
     machine = report.machine_info(loadgen)
     started = report.cpu_counters()
-    acks: list[dict[str, Any]] = []
-    rooms: list[dict[str, Any]] = []
-    layers: list[dict[str, Any]] = []
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SCENARIOS}
     began = time.monotonic()
     try:
         for round_no in range(args.rounds):
-            print(f"==> round {round_no + 1}/{args.rounds}: ack round trips", flush=True)
-            acks += ack_round(children, loadgen, round_no, args)
-            print(f"==> round {round_no + 1}/{args.rounds}: room sends", flush=True)
-            rooms += room_round(children, loadgen, round_no, args)
-            print(f"==> round {round_no + 1}/{args.rounds}: our layer in-process", flush=True)
-            layers += layer_round(children, round_no, args)
+            run_round(children, loadgen, servers, round_no, args, rows)
     finally:
         children.stop_all()
     machine["steal"] = report.steal_share(started, report.cpu_counters())
     machine["loadavg_end"] = report.load_average()
     machine["elapsed_s"] = time.monotonic() - began
-    text = report.markdown(acks, rooms, layers, machine, args)
+    text = report.markdown(rows, machine, args)
     print(text)
     args.output.write_text(text)
     print(f"==> written to {args.output}", flush=True)

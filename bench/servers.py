@@ -13,13 +13,29 @@ by hand (no routing, no idempotency, no store). Each binds 127.0.0.1 on a
 free port and prints ``READY <port>`` once it accepts connections, so the
 runner never sleeps on a guess. ``--profile FILE`` writes cProfile stats when
 the process is stopped with SIGTERM or SIGINT.
+
+Two bench-only message types, answered alike by both and by the Node
+reference (``node_server.mjs``): ``bench_publish {room, count}`` publishes
+``count`` room messages at once (for ``shotx``: ``count`` concurrent
+``sx.to(room).send`` calls, each appended to the store's log, SQLite by
+default, before it is broadcast) and answers once they are out;
+``bench_stats`` answers ``{sockets}``, the open Engine.IO connections, so the
+memory scenario can wait until every client it closed is gone.
+``--trace-memory FILE`` starts ``tracemalloc``; each SIGUSR1 then takes a
+snapshot (after a full collection): the first is the baseline, each later
+one writes its difference to the baseline to FILE and prints ``SNAPSHOT <n>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import gc
 import os
+import signal
+import tracemalloc
+import uuid
 import socket as pysocket
 from pathlib import Path
 from typing import Any
@@ -30,6 +46,7 @@ from aiohttp import web
 PATH = "shotx"
 VALID_TOKEN = "valid"
 AUTH = {"user_id": "bench"}
+PUBLISHED = "Hello from server!"
 
 
 def build_shotx(store: Any) -> web.Application:
@@ -47,7 +64,23 @@ def build_shotx(store: Any) -> web.Application:
     async def test_route(data: Any, socket: Any) -> dict[str, Any]:
         return {"status": "ok", "data": data, "auth": socket.auth}
 
+    @sx.on_message("bench_publish")
+    async def bench_publish(data: Any, socket: Any) -> dict[str, Any]:
+        room, count = publish_request(data)
+        sent = await asyncio.gather(*(sx.to(room).send("notification", {"message": PUBLISHED, "n": n})
+                                      for n in range(count)))
+        return {"room": room, "sent": count, "head": sent[-1]["offset"]}
+
+    sx.on_message("bench_stats", lambda data, socket: {"sockets": len(sx.sio.eio.sockets)})
     return app
+
+
+def publish_request(data: Any) -> tuple[str, int]:
+    """``bench_publish``'s room and count (1 unless a positive integer is given)."""
+    if not isinstance(data, dict) or not isinstance(data.get("room"), str):
+        raise ValueError("bench_publish needs {room, count}")
+    count = data.get("count")
+    return data["room"], count if isinstance(count, int) and count > 0 else 1
 
 
 def build_bare() -> web.Application:
@@ -69,10 +102,38 @@ def build_bare() -> web.Application:
     async def disconnect(sid: str, reason: Any = None) -> None:
         auths.pop(sid, None)
 
+    heads: dict[str, int] = {}
+
+    async def join(sid: str, data: Any) -> dict[str, Any]:
+        room = data["room"]
+        await sio.enter_room(sid, room)
+        head = heads.get(room, 0)
+        return {"room": room, "since": None, "head": head, "replayed": 0, "missed": 0, "after": head,
+                "until": head, "epoch": "bare"}
+
+    async def publish(sid: str, data: Any) -> dict[str, Any]:
+        room, count = publish_request(data)
+        for n in range(count):
+            heads[room] = offset = heads.get(room, 0) + 1
+            await sio.emit("message", {"meta": {"type": "notification", "id": str(uuid.uuid4()), "room": room,
+                                                "offset": offset}, "data": {"message": PUBLISHED, "n": n}}, room=room)
+        return {"room": room, "sent": count, "head": heads[room]}
+
+    routes = {
+        "test_route": lambda sid, data: {"status": "ok", "data": data, "auth": auths.get(sid)},
+        "sx_join": join,
+        "bench_publish": publish,
+        "bench_stats": lambda sid, data: {"sockets": len(sio.eio.sockets)},
+    }
+
     @sio.on("message")
     async def message(sid: str, msg: Any = None) -> dict[str, Any]:
-        data = msg.get("data") if isinstance(msg, dict) else None
-        return {"meta": {"success": True}, "data": {"status": "ok", "data": data, "auth": auths.get(sid)}}
+        meta = msg.get("meta") if isinstance(msg, dict) else None
+        route = routes.get(str(meta.get("type"))) if isinstance(meta, dict) else None
+        if route is None:
+            return {"meta": {"success": False, "code": 2003, "error": "Unknown message type"}, "data": None}
+        result = route(sid, msg.get("data"))
+        return {"meta": {"success": True}, "data": await result if asyncio.iscoroutine(result) else result}
 
     return app
 
@@ -93,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", type=Path, default=Path("bench-server.sqlite3"))
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for --store redis")
     parser.add_argument("--profile", type=Path, help="write cProfile stats here on exit")
+    parser.add_argument("--trace-memory", type=Path, metavar="FILE",
+                        help="tracemalloc on; SIGUSR1 snapshots, the later ones diffed to the first into FILE")
     args = parser.parse_args(argv)
     redis_store = None
     if args.store == "redis":  # keys under a prefix of this process's own, deleted on exit
@@ -100,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         redis_store = RedisStore(args.redis, prefix=f"shotx-bench-{os.getpid()}")
     store = redis_store or ("memory" if args.store == "memory" else str(args.db))
     app = build_shotx(store) if args.kind == "shotx" else build_bare()
+    if args.trace_memory is not None:
+        trace_memory(app, args.trace_memory)
     sock = bind()
     profiler = cProfile.Profile() if args.profile else None
     print(f"READY {sock.getsockname()[1]}", flush=True)
@@ -113,6 +178,73 @@ def main(argv: list[str] | None = None) -> None:
             profiler.dump_stats(str(args.profile))
         if redis_store is not None:
             delete_keys(args.redis, redis_store.prefix)
+
+
+def trace_memory(app: web.Application, report: Path) -> None:
+    """Snapshot the Python heap on each SIGUSR1; write what grew since the first snapshot to ``report``.
+
+    Why: RSS says that memory stayed, not whose it is. A diff of two
+    snapshots taken after a full collection, grouped by the line that
+    allocated (with the caller chain for the largest), names the holder:
+    our code, python-socketio, engine.io or aiohttp. RSS is noted before and
+    after glibc's ``malloc_trim(0)``: what a trim gives back was freed memory
+    the C allocator kept, not live objects (so tracing cannot see it).
+    """
+    tracemalloc.start(25)
+    snapshots: list[tracemalloc.Snapshot] = []
+    rss: list[str] = []
+
+    def snapshot() -> None:
+        freed = gc.collect()
+        snapshots.append(tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]))
+        trimmed = rss_after_trim()
+        rss.append(f"snapshot {len(snapshots)}: a full collection freed {freed} objects; RSS {trimmed[0]:.1f} MB, "
+                   f"{trimmed[1]:.1f} MB after malloc_trim(0); live: {live_objects()}")
+        if len(snapshots) > 1:
+            report.write_text("\n".join(rss) + "\n" + memory_diff(snapshots[0], snapshots[-1]))
+        print(f"SNAPSHOT {len(snapshots)}", flush=True)
+
+    async def install(app: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, snapshot)
+    app.on_startup.append(install)
+
+
+def live_objects(packages: tuple[str, ...] = ("shotx", "socketio", "engineio", "aiohttp")) -> str:
+    """The most numerous live objects of these packages' classes: a closed connection still held shows here."""
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        if isinstance(kind.__module__, str) and kind.__module__.startswith(packages):
+            name = f"{kind.__module__}.{kind.__qualname__}"
+            counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda item: -item[1])[:8])
+
+
+def rss_after_trim() -> tuple[float, float]:
+    """This process's RSS in MB, then again after glibc returns its free memory to the system."""
+    def rss() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmRSS:", 1)[1].split()[0]) / 1024
+    before = rss()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return before, float("nan")
+    return before, rss()
+
+
+def memory_diff(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int = 25) -> str:
+    """What grew between two snapshots: by file, by line, and the caller chains of the largest."""
+    lines = [f"traced Python memory: {sum(s.size for s in before.statistics('filename')) / 1e6:.1f} MB "
+             f"-> {sum(s.size for s in after.statistics('filename')) / 1e6:.1f} MB", "", "## by file"]
+    lines += [str(stat) for stat in after.compare_to(before, "filename")[:top]]
+    lines += ["", "## by line"] + [str(stat) for stat in after.compare_to(before, "lineno")[:top]]
+    lines += ["", "## largest growth, with callers"]
+    for stat in after.compare_to(before, "traceback")[:8]:
+        lines += ["", str(stat), *stat.traceback.format(limit=12)]
+    return "\n".join(lines) + "\n"
 
 
 def delete_keys(url: str, prefix: str) -> None:

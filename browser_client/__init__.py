@@ -6,11 +6,12 @@ browser under Pyodide (socket.io-client over the FFI, IndexedDB store).
 
 from .client import RestoredReply, SxClient
 from .core import Backoff, Gap, Outbox, OutboxRecord, RoomBook, SeenIds
-from .errors import AuthError, ConnectError, JoinRefused, MessageError, PayloadTooLarge, SxError, SxTimeoutError
+from .errors import (AuthError, ConnectError, JoinRefused, MessageError, OutboxFull, PayloadTooLarge, SxError,
+                     SxTimeoutError)
 from .store import ClientStore, MemoryStore, StoredState
 
 __all__ = [
     "AuthError", "Backoff", "ClientStore", "ConnectError", "Gap", "JoinRefused", "MemoryStore", "MessageError", "Outbox",
-    "OutboxRecord", "PayloadTooLarge", "RestoredReply", "RoomBook", "SeenIds", "StoredState", "SxClient", "SxError",
-    "SxTimeoutError",
+    "OutboxFull", "OutboxRecord", "PayloadTooLarge", "RestoredReply", "RoomBook", "SeenIds", "StoredState", "SxClient",
+    "SxError", "SxTimeoutError",
 ]

@@ -25,6 +25,7 @@ from . import protocol
 from .core import Backoff, Outbox, OutboxRecord, RoomBook, SeenIds
 from .errors import AuthError, ConnectError, JoinRefused, MessageError, SxError, SxTimeoutError
 from .inbox import GapHandler, Handler, Inbox, call_each
+from .outbox_limits import DEFAULT_MAX_QUEUED, DEFAULT_MAX_QUEUED_BYTES, OutboxBounds
 from .sender import Sender, reply_data
 from .store import ClientStore, MemoryStore
 from .transport import Transport
@@ -129,7 +130,9 @@ class SxClient:
                  timeout: float = 0, reconnection: bool = True, reconnection_delay: float = 1.0,
                  reconnection_delay_max: float = 30.0, randomization: float = 0.5,
                  store: ClientStore | str | Path | None = None, transport: Transport | None = None,
-                 max_message_size: int = protocol.MAX_MESSAGE_SIZE, flush_window: int = 64) -> None:
+                 max_message_size: int = protocol.MAX_MESSAGE_SIZE, flush_window: int = 64,
+                 max_queued: int | None = DEFAULT_MAX_QUEUED,
+                 max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES) -> None:
         if not isinstance(url, str) or not url:
             raise TypeError("url must be a non-empty string")
         if timeout < 0 or flush_window < 1:
@@ -139,7 +142,8 @@ class SxClient:
         self.backoff = Backoff(reconnection_delay, reconnection_delay_max, randomization)
         self.store = open_store(store)
         self.transport = transport or default_transport()
-        self.sender = Sender(self.store, self.transport, max_message_size, flush_window)
+        bounds = OutboxBounds(max_queued, max_queued_bytes)
+        self.sender = Sender(self.store, self.transport, max_message_size, flush_window, bounds)
         self.sender.on_restored_reply = self._restored_reply
         self._reply_handlers: dict[str, list[Callable[[RestoredReply], Any]]] = {}
         self.inbox = Inbox(self.store)
@@ -171,6 +175,17 @@ class SxClient:
     @property
     def rooms(self) -> RoomBook:
         return self.inbox.rooms
+
+    @property
+    def durable(self) -> bool:
+        """Does the store keep the outbox and rooms across a restart or a reload?
+
+        False for memory, and for IndexedDB where the browser would not open
+        it (the store then keeps state in memory for the page's life and logs
+        ``IndexedDB unavailable`` once); read it after :meth:`restore` (or
+        ``connect``, or a first send), which opens the store.
+        """
+        return bool(getattr(self.store, "durable", False))
 
     @property
     def queued(self) -> int:
@@ -311,7 +326,8 @@ class SxClient:
                     self.state = "connecting"
                 lost.set()
 
-        handshake = {"token": await self._token_now(), "client": self.client_id}
+        # ordered: our outbox keeps send order, so the server holds what follows a 2007 (server/limits.py)
+        handshake = {"token": await self._token_now(), "client": self.client_id, "ordered": True}
         await self.transport.connect(self.url, self.path, handshake, on_event)
         self.auth_data = await _before_lost(authed, lost, 10, protocol.AUTH_SUCCESS_EVENT)
         self.state = "connected"
@@ -342,7 +358,11 @@ class SxClient:
         Queued (and persisted) while offline, flushed in order on connect.
         Raises :class:`MessageError` with the Shotx code on an error reply,
         :class:`SxTimeoutError` when the ack takes longer than ``timeout``
-        seconds after the message went out (0 waits forever).
+        seconds after the message went out (0 waits forever), and
+        :class:`OutboxFull` (nothing stored) when the outbox is at
+        ``max_queued`` / ``max_queued_bytes`` or the browser's storage quota.
+        A 2007 answer (a server limit) is not final: the message stays
+        queued and is sent again with backoff, in order.
         """
         protocol.check_type(type_)
         return await self.emit(protocol.MESSAGE_EVENT, data, {"type": type_}, timeout=timeout)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
-from . import protocol
+from . import binary, protocol
 
 
 @dataclass
@@ -69,22 +69,37 @@ class Outbox:
     >>> r = box.add("message", {"type": "t"}, {"n": 1})
     >>> [x.id for x in box.pending()] == [r.id]
     True
-    >>> box.acknowledge(r.id) is r, len(box)
-    (True, 0)
+    >>> box.bytes == len('{"meta":{"type":"t","id":"%s"},"data":{"n":1}}' % r.id)
+    True
+    >>> box.acknowledge(r.id) is r, len(box), box.bytes
+    (True, 0, 0)
     """
 
     def __init__(self, records: Iterable[OutboxRecord] = ()) -> None:
         self._records: OrderedDict[str, OutboxRecord] = OrderedDict()
+        # Encoded size per record, and their sum: what ``max_queued_bytes`` bounds.
+        self._sizes: dict[str, int] = {}
+        self.bytes = 0
         self._next_seq = 1
         for record in sorted(records, key=lambda r: (r.seq, r.id)):
             self._records[record.id] = record
+            self._count(record)
             self._next_seq = max(self._next_seq, record.seq + 1)
 
-    def add(self, event: str, meta: dict[str, Any], data: Any, message_id: str | None = None) -> OutboxRecord:
+    def _count(self, record: OutboxRecord, size: int | None = None) -> None:
+        """Add a record's encoded size (computed when not given) to :attr:`bytes`."""
+        if record.id not in self._sizes:
+            self._sizes[record.id] = binary.size(*binary.encode(record.payload())) if size is None else size
+            self.bytes += self._sizes[record.id]
+
+    def add(self, event: str, meta: dict[str, Any], data: Any, message_id: str | None = None,
+            size: int | None = None) -> OutboxRecord:
+        """A new record at the end; ``size`` is its encoded size if the caller has it."""
         record_id = message_id or protocol.uuid7()
         record = OutboxRecord(record_id, event, {**meta, "id": record_id}, data, self._next_seq)
         self._next_seq += 1
         self._records[record_id] = record
+        self._count(record, size)
         return record
 
     def adopt(self, record: OutboxRecord) -> bool:
@@ -92,6 +107,7 @@ class Outbox:
         if record.id in self._records:
             return False
         self._records[record.id] = record
+        self._count(record)
         self._records = OrderedDict(sorted(self._records.items(), key=lambda item: (item[1].seq, item[0])))
         self._next_seq = max(self._next_seq, record.seq + 1)
         return True
@@ -109,9 +125,16 @@ class Outbox:
                 merged.setdefault(record_id, record)
         self._records = OrderedDict(sorted(merged.items(), key=lambda item: (item[1].seq, item[0])))
         self._next_seq = max([self._next_seq, *(r.seq + 1 for r in merged.values())])
+        for gone in [record_id for record_id in self._sizes if record_id not in merged]:
+            self.bytes -= self._sizes.pop(gone)
+        for record in merged.values():
+            self._count(record)
 
     def acknowledge(self, record_id: str) -> OutboxRecord | None:
-        return self._records.pop(record_id, None)
+        record = self._records.pop(record_id, None)
+        if record is not None:
+            self.bytes -= self._sizes.pop(record_id, 0)
+        return record
 
     def pending(self) -> list[OutboxRecord]:
         return list(self._records.values())

@@ -5,10 +5,11 @@ decided to refuse::
 
     SxError(code, message)
     ├── AuthError        AUTH_NULL, AUTH_FAIL, AUTH_ERROR: the server refused the token
-    ├── MessageError     2001-2006: the server answered a send with an error
+    ├── MessageError     2001-2007: the server answered with an error (a send's 2007 is retried, not raised)
     │   └── JoinRefused  2006: the server refused a room (final: not rejoined)
     ├── SxTimeoutError   TIMEOUT: no answer in time (also a builtin TimeoutError)
-    └── PayloadTooLarge  PAYLOAD_TOO_LARGE: refused before it was queued
+    ├── PayloadTooLarge  PAYLOAD_TOO_LARGE: refused before it was queued
+    └── OutboxFull       OUTBOX_FULL: no room in the outbox (its bounds, or the browser's quota)
 
 Codes are the exact Shotx wire values, so a handler written against the
 JavaScript library reads the same codes here.
@@ -83,6 +84,24 @@ class PayloadTooLarge(SxError):
         super().__init__("PAYLOAD_TOO_LARGE", f"PAYLOAD_TOO_LARGE: {size} bytes > {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class OutboxFull(SxError):
+    """No room in the outbox for this message; nothing of it was stored and
+    everything queued before it is still queued.
+
+    ``reason`` says which bound: ``"count"`` (``max_queued`` messages),
+    ``"bytes"`` (``max_queued_bytes``), or ``"quota"`` (the browser refused
+    to store more: IndexedDB's ``QuotaExceededError``). Send again once
+    queued messages have been acknowledged.
+
+    >>> OutboxFull("count", "OUTBOX_FULL: 10 messages queued (max_queued=10)").code
+    'OUTBOX_FULL'
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__("OUTBOX_FULL", message)
+        self.reason = reason
 
 
 class ConnectError(SxError):

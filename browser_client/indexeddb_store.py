@@ -2,7 +2,10 @@
 
 Object stores (database ``shotx`` by default, version 1):
 
-* ``outbox``  ``{id, seq, json}``: one record per unacknowledged message;
+* ``outbox``  ``{id, seq, json[, attachments]}``: one record per
+  unacknowledged message; bytes in its data are an array of ``Uint8Array``
+  (structured-cloned, binary), named by placeholders in ``json``
+  (``shotx.client.binary``), not base64 text;
 * ``rooms``   ``{room, offset, epoch}``: joined rooms, the last handled offset
   and the room history (epoch) it counts in;
 * ``seen``    ``{n, id}``: recently handled message ids, trimmed to a bound.
@@ -15,13 +18,20 @@ IndexedDB commits a transaction as soon as control returns to the event loop,
 and Pyodide resumes a coroutine in a later task, so every operation here
 issues all of its requests synchronously and then awaits the transaction's
 completion once (a promise made by a small JavaScript helper, so no Python
-proxy is involved). Where IndexedDB cannot be opened (private windows, some
-embedded browsers) the store falls back to memory and logs a warning.
+proxy is involved).
+
+Failures surface. Where IndexedDB cannot be opened (no ``indexedDB``, some
+private windows, embedded browsers) the store falls back to memory, logs
+``IndexedDB unavailable`` once and reports ``durable`` False, so the page
+keeps working live and the application can tell its user that offline
+sends will not survive a reload. A write of a queued send the browser
+refuses for its quota (``QuotaExceededError``) aborts its transaction, so
+nothing of it is stored, and raises :class:`~shotx.client.errors.OutboxFull`
+(reason ``"quota"``) from ``send()``/``queue()``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -29,8 +39,10 @@ from typing import Any
 
 import js  # type: ignore[import-not-found]
 
+from . import binary
 from .core import OutboxRecord
-from .js_transport import to_js_value, to_py_value
+from .errors import OutboxFull
+from .js_transport import from_js_bytes, to_js_bytes, to_js_value, to_py_value
 from .store import MemoryStore, StoredState
 
 CLIENT_ID_KEY = "\x00client-id"  # in ``rooms``; see the module docstring
@@ -52,10 +64,18 @@ _OPEN = js.Function.new("name", """
     request.onblocked = () => reject(new Error("IndexedDB open blocked"));
   });""")
 
+# Rejects with an Error, not the transaction's DOMException: Pyodide's future cannot
+# take a DOMException as an exception ("TypeError: invalid exception object" on the
+# page, and the awaiting coroutine never resumed). The name is kept (QuotaExceededError).
 _DONE = js.Function.new("tx", """
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onerror = tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+    tx.onerror = tx.onabort = () => {
+      const cause = tx.error;
+      const error = new Error(cause ? `${cause.name}: ${cause.message}` : "IndexedDB transaction aborted");
+      error.name = cause ? cause.name : "AbortError";
+      reject(error);
+    };
   });""")
 
 _LOCK = js.Function.new("name", """
@@ -76,6 +96,11 @@ class IndexedDBStore:
         self._fallback: MemoryStore | None = None
         self._next_seen = 1
 
+    @property
+    def durable(self) -> bool:
+        """False once the database could not be opened (state in memory only)."""
+        return self._fallback is None
+
     async def _opened(self) -> MemoryStore | None:
         """Open the database on first use; the memory fallback if it cannot be opened."""
         if self._db is None and self._fallback is None:
@@ -94,7 +119,7 @@ class IndexedDBStore:
             return await fallback.load()
         outbox, rooms, seen = await self._run(["outbox", "rooms", "seen"], "readonly", lambda tx: [
             tx.objectStore("outbox").getAll(), tx.objectStore("rooms").getAll(), tx.objectStore("seen").getAll()])
-        records = [OutboxRecord.from_dict(json.loads(r["json"])) for r in to_py_value(outbox)]
+        records = [_record(row) for row in outbox]  # JS rows: their Uint8Arrays must not go through JSON
         records.sort(key=lambda record: (record.seq, record.id))
         seen_rows = to_py_value(seen)
         self._next_seen = max((row["n"] for row in seen_rows), default=0) + 1
@@ -116,8 +141,16 @@ class IndexedDBStore:
     async def add_outbox(self, record: OutboxRecord) -> None:
         if (fallback := await self._opened()) is not None:
             return await fallback.add_outbox(record)
-        row = to_js_value({"id": record.id, "seq": record.seq, "json": json.dumps(record.to_dict())})
-        await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
+        text, attachments = binary.encode(record.to_dict())
+        row = to_js_value({"id": record.id, "seq": record.seq, "json": text})
+        if attachments:
+            row.attachments = to_js_bytes(attachments)
+        try:
+            await self._run(["outbox"], "readwrite", lambda tx: [tx.objectStore("outbox").put(row)])
+        except Exception as error:  # JsException; the aborted transaction stored nothing
+            if not is_quota_error(error):
+                raise
+            raise OutboxFull("quota", f"OUTBOX_FULL: the browser's storage quota is used up ({error})") from None
 
     async def remove_outbox(self, record_ids: Collection[str]) -> None:
         if (fallback := await self._opened()) is not None:
@@ -175,6 +208,16 @@ class IndexedDBStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _record(row: Any) -> OutboxRecord:
+    """An outbox row read from IndexedDB (a JavaScript object) as a record."""
+    return OutboxRecord.from_dict(binary.decode(str(row.json), from_js_bytes(getattr(row, "attachments", None))))
+
+
+def is_quota_error(error: BaseException) -> bool:
+    """Is this IndexedDB's ``QuotaExceededError`` (a DOMException, seen through Pyodide's JsException)?"""
+    return getattr(error, "name", None) == "QuotaExceededError" or "QuotaExceededError" in str(error)
 
 
 _SET_OFFSET_IF_PRESENT = js.Function.new("store", "offset", """

@@ -4,7 +4,10 @@
 store before anything else happens; one pump per connection emits records in
 outbox order with at most ``flush_window`` awaiting their ack; on each
 connection the records still owed are re-read from the store under its flush
-lock (tabs sharing IndexedDB take turns) and emitted again.
+lock (tabs sharing IndexedDB take turns) and emitted again. A send the
+outbox has no room for is refused before it is stored, and a 2007 answer
+(a server limit) pauses the pump and re-emits the refused records later, in
+order (``outbox_limits.py`` decides both).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
-from . import protocol
+from . import binary, protocol
 from .core import Outbox, OutboxRecord
 from .errors import MessageError, PayloadTooLarge, SxError, SxTimeoutError
+from .outbox_limits import OutboxBounds, Throttle, is_limit_refusal
 from .store import ClientStore
 from .transport import Transport
 
@@ -40,11 +44,28 @@ def reply_data(reply: Any) -> Any:
                        error if isinstance(error, str) and error else "Unknown error", reply)
 
 
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class Sender:
-    def __init__(self, store: ClientStore, transport: Transport, max_message_size: int, flush_window: int) -> None:
+    def __init__(self, store: ClientStore, transport: Transport, max_message_size: int, flush_window: int,
+                 bounds: OutboxBounds | None = None) -> None:
         self.store, self.transport = store, transport
         self.max_message_size, self.flush_window = max_message_size, flush_window
+        self.bounds = bounds or OutboxBounds()
         self.outbox = Outbox()
+        # 2007 answers: the pump pauses, the refused records go out again after it.
+        self.throttle = Throttle()
+        self._sent: set[str] = set()  # emitted on this connection (a record queued twice goes out once)
+        self._drained = asyncio.Event()  # set while nothing emitted on this connection awaits its ack
         self._replies: dict[str, asyncio.Future[Any]] = {}
         self._emitted: dict[str, asyncio.Event] = {}  # set once a record went out
         self._session_ids: set[str] = set()  # records this client made (not loaded)
@@ -78,10 +99,13 @@ class Sender:
 
     async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> OutboxRecord:
         """Persist a new record; it goes out now if the connection is live."""
-        size = protocol.encoded_size({"meta": {**meta, "id": protocol.uuid7()}, "data": data})
+        # JSON text plus attachment bytes (shotx.client.binary): what the server's limit counts
+        size = binary.size(*binary.encode({"meta": {**meta, "id": protocol.uuid7()}, "data": data}))
         if size > self.max_message_size:
             raise PayloadTooLarge(size, self.max_message_size)
-        record = self.outbox.add(event, meta, data)
+        if (full := self.bounds.refusal(len(self.outbox), self.outbox.bytes, size)) is not None:
+            raise full
+        record = self.outbox.add(event, meta, data, size=size)
         self._emitted[record.id] = asyncio.Event()
         # Ours from now on: a flush syncing with the store while this write is
         # on its way must keep the record, not drop it as flushed elsewhere.
@@ -89,9 +113,11 @@ class Sender:
         self._never_sent.add(record.id)
         try:
             await self.store.add_outbox(record)
-        except BaseException:
+        except BaseException:  # nothing of it stays (IndexedDB's quota error: OutboxFull)
             self.outbox.acknowledge(record.id)
             self._session_ids.discard(record.id)
+            self._never_sent.discard(record.id)
+            self._emitted.pop(record.id, None)
             raise
         if self._live:
             self._queue.append(record)
@@ -109,16 +135,52 @@ class Sender:
         except asyncio.TimeoutError:
             raise SxTimeoutError(record.type, timeout) from None
 
-    def _acknowledged(self, record_id: str, reply: Any) -> None:
-        acknowledged = self.outbox.acknowledge(record_id)
-        if acknowledged is None:
+    def _answered(self, record_id: str, reply: Any) -> None:
+        """An ack: a 2007 keeps the record for later (it was not handled), anything else settles it."""
+        if record_id not in self.outbox:
             return  # a late ack for a resent copy
-        emitted = self._emitted.pop(record_id, None)
-        if emitted is not None:
-            emitted.set()
         self._in_flight = max(0, self._in_flight - 1)
         if self._in_flight <= self.flush_window - self._refill:
             self._window_open.set()
+        if not self._in_flight:
+            self._drained.set()
+        if is_limit_refusal(reply):
+            return self._refused(record_id, reply)
+        self.throttle.admitted()
+        self._acknowledged(record_id, reply)
+
+    def _refused(self, record_id: str, reply: Any) -> None:
+        self._sent.discard(record_id)  # it goes out again on this connection
+        delay = self.throttle.refuse(record_id)
+        if delay is not None:
+            log.info("the server refused a send (%s); sending again in %.2fs",
+                     reply["meta"].get("error"), delay)
+            self._spawn(self._resume_after(delay, self._ended))
+
+    async def _resume_after(self, delay: float, ended: asyncio.Event) -> None:
+        """After the delay and once every ack in flight is back (later records
+        come back refused too, see outbox_limits.py), emit the refused records
+        first, in outbox order. A connection that ends first leaves them to the
+        next one's flush."""
+        try:
+            await asyncio.wait_for(ended.wait(), delay)
+            return
+        except asyncio.TimeoutError:
+            pass
+        await _first_of(self._drained, ended)
+        if ended.is_set():
+            return
+        refused = self.throttle.resume()
+        self._queue.extendleft(reversed([r for r in self.outbox.pending() if r.id in refused]))
+        self._wake.set()
+
+    def _acknowledged(self, record_id: str, reply: Any) -> None:
+        acknowledged = self.outbox.acknowledge(record_id)
+        if acknowledged is None:
+            return
+        emitted = self._emitted.pop(record_id, None)
+        if emitted is not None:
+            emitted.set()
         self._unremoved.add(record_id)
         self._removal.append(record_id)
         if self._removal_task is None:
@@ -159,7 +221,10 @@ class Sender:
         the connection's work whether or not anything was reported.
         """
         self._in_flight = 0
+        self._drained.set()
         self._queue = deque()
+        self._sent = set()
+        self.throttle.reset()
         self._live = False
         self._ended = ended = asyncio.Event()
         self._pump_task = asyncio.ensure_future(self._pump())
@@ -173,6 +238,7 @@ class Sender:
         if pump is not None:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
+        self.throttle.reset()  # the refused records stay in the outbox: the next flush sends them
         flush, self._flush_task = self._flush_task, None
         if flush is not None and self._lock_holder is self._ended:
             await asyncio.gather(flush, return_exceptions=True)
@@ -187,9 +253,9 @@ class Sender:
         return max(1, self.flush_window // 4)
 
     async def _pump(self) -> None:
-        sent: set[str] = set()  # on this connection: a record queued twice goes out once
+        sent = self._sent  # this connection's; a 2007 takes a record out to emit it again
         while True:
-            while self._queue:
+            while self._queue and not self.throttle.paused:
                 if self._in_flight >= self.flush_window:
                     self._window_open.clear()
                     await self._window_open.wait()
@@ -199,7 +265,8 @@ class Sender:
                     continue
                 sent.add(record.id)
                 self._in_flight += 1
-                await self.transport.emit(record.event, self._payload(record), partial(self._acknowledged, record.id))
+                self._drained.clear()
+                await self.transport.emit(record.event, self._payload(record), partial(self._answered, record.id))
                 emitted = self._emitted.get(record.id)
                 if emitted is not None:  # None: acked already, during the emit
                     emitted.set()
@@ -247,13 +314,7 @@ class Sender:
         self._queue.extend(owed)
         self._live = True
         self._wake.set()
-        waiters = [asyncio.ensure_future(event.wait()) for event in (self._owed_settled, lost, ended)]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await _first_of(self._owed_settled, lost, ended)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task kept referenced until done (the loop holds tasks weakly)."""

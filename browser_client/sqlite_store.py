@@ -7,17 +7,18 @@ disk before ``send()`` goes on.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from . import binary
 from .core import OutboxRecord
 from .store import StoredState, no_lock
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL,
+                                   attachments BLOB);
 CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, offset INTEGER, epoch TEXT);
 CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,6 +29,7 @@ class SqliteStore:
     """``SxClient(url, store=SqliteStore("client.sqlite3"))`` or ``store="client.sqlite3"``."""
 
     seen_limit = 1000
+    durable = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -43,11 +45,13 @@ class SqliteStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(rooms)")}
             if "epoch" not in columns:  # a file from before room epochs: its offsets keep counting
                 self._db.execute("ALTER TABLE rooms ADD COLUMN epoch TEXT")
+            if "attachments" not in {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}:
+                self._db.execute("ALTER TABLE outbox ADD COLUMN attachments BLOB")  # a file from before bytes
         return self._db
 
     async def load(self) -> StoredState:
-        outbox = [OutboxRecord.from_dict(json.loads(raw))
-                  for (raw,) in self.db.execute("SELECT record FROM outbox ORDER BY seq")]
+        outbox = [OutboxRecord.from_dict(binary.decode(raw, binary.unpack(packed)))
+                  for raw, packed in self.db.execute("SELECT record, attachments FROM outbox ORDER BY seq")]
         rows = self.db.execute("SELECT room, offset, epoch FROM rooms").fetchall()
         seen = [mid for (mid,) in self.db.execute("SELECT id FROM seen ORDER BY n")]
         client = self.db.execute("SELECT value FROM meta WHERE key = 'client_id'").fetchone()
@@ -56,8 +60,9 @@ class SqliteStore:
                            None if client is None else str(client[0]))
 
     async def add_outbox(self, record: OutboxRecord) -> None:
-        self.db.execute("INSERT OR REPLACE INTO outbox (id, seq, record) VALUES (?, ?, ?)",
-                        (record.id, record.seq, json.dumps(record.to_dict())))
+        text, attachments = binary.encode(record.to_dict())  # bytes in the data: a BLOB, not text
+        self.db.execute("INSERT OR REPLACE INTO outbox (id, seq, record, attachments) VALUES (?, ?, ?, ?)",
+                        (record.id, record.seq, text, binary.pack(attachments) if attachments else None))
 
     async def remove_outbox(self, record_ids: Collection[str]) -> None:
         with self.db:

@@ -6,7 +6,9 @@ the last handled message and the epoch (room history) it counts in, and
 recently handled message ids. Backends:
 ``MemoryStore`` (here), ``SqliteStore`` (CPython), ``IndexedDBStore``
 (browser). ``tests/unit/test_client_store_contract.py`` holds them all to the
-same promises.
+same promises. A store says whether what it keeps outlives the process (or
+the page) with a ``durable`` attribute, which ``SxClient.durable`` reads
+(a store without one counts as not durable).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class MemoryStore:
     """Keeps the state for the life of the process only (the Shotx default)."""
 
     seen_limit = 1000
+    durable = False
 
     def __init__(self) -> None:
         self.state = StoredState()

@@ -10,9 +10,10 @@ from .server import RoomSender, SxServer
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
 from .store import LogEntry, RoomBounds, Store
+from .workers import run_workers
 
 __all__ = ["LogEntry", "MemoryStore", "RedisStore", "Refusal", "RoomBounds", "RoomSender", "SqliteStore", "Store", "SxServer",
-           "SxSocket"]
+           "SxSocket", "run_workers"]
 
 
 def __getattr__(name: str) -> object:

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import hashlib
+import importlib
+import json
 import logging
 import socket as pysocket
+import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from .limits import Limits
 from .server import SxServer, open_store
 from .socket import SxSocket
+from .workers import run_workers
 
 DEMO_ROOM = "user-room"
 
@@ -28,9 +35,10 @@ DEMO_ROOM = "user-room"
 SX = web.AppKey("sx", SxServer)
 
 
-def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False) -> web.Application:
+def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False,
+              limits: Limits | None = None) -> web.Application:
     app = web.Application()
-    sx = SxServer(app, store=store)
+    sx = SxServer(app, store=store, limits=limits)
     if private_rooms:
         sx.authorize_join(own_user_rooms_only)
 
@@ -54,8 +62,15 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
         return await sx.to(DEMO_ROOM).send("notification", data)
 
     async def demo_handled(request: web.Request) -> web.Response:
-        """What test_route ran with, in order: lets a test prove 'exactly once'."""
-        return web.json_response(handled)
+        """What test_route ran with, in order: lets a test prove 'exactly once'
+        (bytes shown as ``{"bytes": length, "sha256": hex}``)."""
+        return web.json_response(handled, dumps=functools.partial(json.dumps, default=_describe_bytes))
+
+    async def demo_publish_file(request: web.Request) -> web.Response:
+        """``POST /demo/publish_file?room=r`` with any body: a ``file`` message ``{name, file}`` whose
+        ``file`` is the body's bytes (sent as Socket.IO binary)."""
+        data = {"name": request.query.get("name", "upload.bin"), "file": await request.read()}
+        return web.json_response(await sx.to(request.query.get("room", DEMO_ROOM)).send("file", data))
 
     async def demo_publish(request: web.Request) -> web.Response:
         """Publish to a room over plain HTTP: ``POST /demo/publish?room=r`` with a JSON body."""
@@ -67,6 +82,7 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
 
     app.router.add_get("/demo/handled", demo_handled)
     app.router.add_post("/demo/publish", demo_publish)
+    app.router.add_post("/demo/publish_file", demo_publish_file)
     if interval > 0:
         app.cleanup_ctx.append(_publisher(sx, interval))
     if web_dir is not None and web_dir.is_dir():
@@ -77,6 +93,12 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
         app.router.add_static("/", web_dir, show_index=False, follow_symlinks=True)
     app[SX] = sx
     return app
+
+
+def _describe_bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def own_user_rooms_only(room: str, socket: SxSocket, since: int | None) -> bool:
@@ -105,6 +127,14 @@ def _publisher(sx: SxServer, interval: float) -> Any:
     return run
 
 
+def demo_worker_app(store: str, prefix: str, web_dir: Path | None, interval: float, private_rooms: bool,
+                    limits: Limits, worker: int) -> web.Application:
+    """The demo app of one ``--workers`` process: only worker 0 runs the publisher,
+    so the room gets one numbered notification per interval, not one per worker."""
+    return build_app(open_store(store, redis_prefix=prefix), web_dir, interval if worker == 0 else 0,
+                     private_rooms, limits)
+
+
 def _bind(host: str, port: int) -> pysocket.socket:
     sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
     sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
@@ -124,12 +154,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between demo notifications (0: off)")
     parser.add_argument("--private-rooms", action="store_true",
                         help="refuse a room user-<id> to everyone but user <id> (the demo room stays open)")
+    parser.add_argument("--messages-per-second", type=float, default=Limits.messages_per_second,
+                        help="per-connection rate limit (answered 2007 past it)")
+    parser.add_argument("--message-burst", type=int, default=Limits.message_burst, help="with --messages-per-second")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes serving one port (more than 1 needs a redis:// store)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    limits = Limits(messages_per_second=args.messages_per_second, message_burst=args.message_burst)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms)
+    if args.workers > 1:
+        # Under ``python -m`` this module is ``__main__``, which multiprocessing's spawn does not
+        # re-import in a worker; the factory must name the module by its importable name.
+        importable = importlib.import_module("shotx.server.__main__")
+        factory = functools.partial(importable.demo_worker_app, args.store, args.prefix, args.web, args.interval,
+                                    args.private_rooms, limits)
+        sys.exit(run_workers(factory, workers=args.workers, sock=sock, on_ready=lambda port: print(
+            f"Shotx demo server listening on http://{host}:{port} ({args.workers} workers)", flush=True)))
+    app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms,
+                    limits)
     loop = event_loop()
     logging.getLogger("shotx.server").info("event loop: %s", type(loop).__module__)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)

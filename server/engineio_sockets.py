@@ -1,6 +1,7 @@
 """What SxServer does to python-engineio's sockets that its public API does not offer.
 
-The one module that touches python-engineio's socket internals;
+The one module that touches python-engineio's socket internals (and python-socketio's
+event dispatch; and the ``generate_id`` engine.io's handshake calls for a new session's id);
 ``tests/unit/test_engineio_sockets.py`` fails loudly when the pinned version
 (python-engineio 4.15.1, aiohttp 3.14) changes what it relies on.
 
@@ -62,6 +63,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from engineio import exceptions, packet  # type: ignore[import-untyped]
 from engineio.async_socket import AsyncSocket  # type: ignore[import-untyped]
+
+from .sticky import tagged_sid
 
 
 async def close_every_socket_now(eio: Any) -> int:
@@ -289,24 +292,27 @@ def use_direct_sockets(eio: Any, *, compression: bool) -> None:
     eio.on("connect", adopt)
 
 
-async def send_to_many(eio: Any, eio_sids: Iterable[str | None], pkt: Any) -> None:
-    """Send one Engine.IO packet to many sockets, encoded once for all those written at once.
+async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any]) -> None:
+    """Send Engine.IO packets to many sockets, each text packet encoded once for all those written at once.
 
-    The others (queued, long-polling, closing) get it through their socket's
-    ``send`` in the same order; a socket that is gone is skipped, as
-    engine.io's ``send_packet`` does.
+    Each socket gets the packets back to back, in order (a binary event's
+    text and attachments); those not written at once (queued, long-polling,
+    closing, binary) go through the socket's ``send``. A socket that is gone
+    is skipped, as engine.io's ``send_packet`` does.
     """
-    frame: bytes | None = None
+    frames: list[bytes | None] = [None] * len(packets)
     for eio_sid in eio_sids:
         socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
         if socket is None or socket.closed:
             continue
-        if isinstance(socket, DirectSocket) and not pkt.binary and socket.may_write_now():
-            if frame is None:
-                frame = pkt.encode().encode("utf-8")
-            socket.write_text_frame(frame)
-        else:
-            await socket.send(pkt)
+        for n, pkt in enumerate(packets):
+            if isinstance(socket, DirectSocket) and not pkt.binary and socket.may_write_now():
+                frame = frames[n]
+                if frame is None:
+                    frame = frames[n] = pkt.encode().encode("utf-8")
+                socket.write_text_frame(frame)
+            else:
+                await socket.send(pkt)
 
 
 def start_events_eagerly(sio: Any) -> None:
@@ -336,3 +342,14 @@ def start_events_eagerly(sio: Any) -> None:
             task.add_done_callback(running.discard)
 
     sio._handle_event = handle_event
+def tag_session_ids(eio: Any, index: int) -> None:
+    """Make every session id this Engine.IO server gives out start with ``<index>.``.
+
+    Why: with several worker processes on one port (``workers.py``) the
+    primary routes a long-polling request to the worker its sid names, without
+    a table of sessions (``sticky.py``). python-engineio's handshake takes a new
+    session's id from ``generate_id()``; python-socketio takes its namespace
+    sids from the same method, so they carry the tag too (harmless: opaque).
+    """
+    generate = eio.generate_id
+    eio.generate_id = lambda: tagged_sid(index, generate())

@@ -7,6 +7,16 @@ loop (a flood of messages), its memory (thousands of rooms, thousands of
 handlers at once) or other clients' share of either. The over-limit answer is
 an ordinary failed reply, never a disconnect: the client learns which limit
 it hit and nothing it sent is silently dropped.
+
+Why a refusal holds back what follows: a client whose outbox promises order
+(ours) has up to a flush window of messages in flight behind a refused one,
+and the bucket refills in milliseconds, so a later message could be handled
+before the refused one comes again. For a connection whose handshake says
+it keeps order and sends a refused message again (``auth.ordered: true``,
+which our client sends; a Shotx JavaScript client does not) a
+refusal *holds* the stream: every later message with an id is refused too
+(without taking a token) until the refused id arrives again. Built-in
+requests (joins, leaves) are not part of the stream and are never held.
 """
 
 from __future__ import annotations
@@ -68,12 +78,36 @@ class ConnectionUse:
     limits: Limits
     bucket: TokenBucket | None = None
     running: int = 0
+    ordered: bool = False  # auth.ordered: the client resends in order, so a refusal holds the stream
+    held: str | None = None  # the id refused first: later ones wait for it to come again
 
     def __post_init__(self) -> None:
         self.bucket = self.limits.bucket()
 
-    def admit(self, now: float) -> str | None:
-        """None to handle a message now (counted as running), or why not."""
+    def admit(self, now: float, in_order: str | None = None) -> str | None:
+        """None to handle a message now (counted as running), or why not.
+
+        ``in_order`` is the id of a message in the client's ordered stream
+        (None for built-ins and messages without an id).
+
+        >>> use = ConnectionUse(Limits(messages_per_second=1, message_burst=1), ordered=True)
+        >>> use.admit(0.0, "a") is None, use.admit(0.0, "b") is not None, use.held
+        (True, True, 'b')
+        >>> use.admit(5.0, "c")
+        'Limit exceeded: an earlier message of this connection was refused; send it again first'
+        >>> use.admit(5.0, "b") is None, use.held
+        (True, None)
+        """
+        if self.ordered and in_order is not None and self.held is not None:
+            if in_order != self.held:
+                return "Limit exceeded: an earlier message of this connection was refused; send it again first"
+            self.held = None
+        refused = self._refusal(now)
+        if refused is not None and self.ordered and in_order is not None:
+            self.held = in_order
+        return refused
+
+    def _refusal(self, now: float) -> str | None:
         if self.bucket is not None and not self.bucket.take(now):
             return (f"Limit exceeded: more than {self.limits.messages_per_second:g} messages a second "
                     f"(burst {self.limits.message_burst})")

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import replace
 from itertools import islice
 
-from .store import LogEntry, RoomBounds, new_epoch
+from .store import BinaryReply, LogEntry, RoomBounds, new_epoch
 
 
 class MemoryStore:
@@ -21,7 +21,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._logs: dict[str, deque[LogEntry]] = {}
         self._bounds: dict[str, RoomBounds] = {}
-        self._replies: dict[tuple[str, str], tuple[str, float]] = {}
+        self._replies: dict[tuple[str, str], tuple[str | BinaryReply, float]] = {}
 
     async def open(self) -> None:
         return None
@@ -30,9 +30,9 @@ class MemoryStore:
         return None
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
-                     delivered: bool, max_messages: int) -> LogEntry:
+                     delivered: bool, max_messages: int, attachments: tuple[bytes, ...] = ()) -> LogEntry:
         bounds = self._room(room)
-        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts)
+        entry = LogEntry(room, bounds.head + 1, message_id, type_, data_json, ts, attachments=tuple(attachments))
         log = self._logs.setdefault(room, deque())
         log.append(entry)
         floor = bounds.floor
@@ -76,10 +76,10 @@ class MemoryStore:
             self._bounds[room] = replace(self._bounds[room], floor=floor)
         return dropped
 
-    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+    async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
         self._replies[(principal, message_id)] = (reply_json, ts)
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
+    async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         found = self._replies.get((principal, message_id))
         return None if found is None else found[0]
 

@@ -8,6 +8,10 @@ once (for its log). Handing python-socketio the dict instead would make it
 encode the same value again and walk it looking for binary data, which were
 the two largest costs our layer added to an ack.
 
+Bytes in either (``shotx.client.binary``) travel as Socket.IO binary: the
+text frame with placeholders, then one binary frame per attachment, built
+here around the same text.
+
 Incoming frames: python-socketio decodes a client's frame in the serializer's
 constructor, and a frame it cannot decode (malformed or 10,000-deep JSON, an
 event that is not ``[name, ...]``, an attachment that is text, placeholders
@@ -17,7 +21,10 @@ waits for ever. :class:`SxPacket` turns such a frame into a ``message`` event
 carrying a :class:`MalformedFrame`, which the server answers with an
 ``INVALID_FORMAT`` reply when the frame's ack id could be read, and with a
 clean disconnect when it could not (nobody can be told otherwise, and the
-client's resend after reconnecting is the way out). Client events named
+client's resend after reconnecting is the way out). A binary frame whose
+attachments add up to more than the server's ``max_message_size`` (each
+one alone is held to Engine.IO's frame limit) closes the connection too,
+as a text frame over the limit does. Client events named
 ``connect`` or ``disconnect`` are decodable and refused by the server's
 lifecycle handlers (``server.py``), whatever the serializer.
 """
@@ -45,6 +52,7 @@ _CLIENT_TYPES = frozenset({socketio.packet.CONNECT, socketio.packet.DISCONNECT, 
                            socketio.packet.ACK, socketio.packet.BINARY_EVENT, socketio.packet.BINARY_ACK})
 _REQUESTS = frozenset({socketio.packet.EVENT, socketio.packet.BINARY_EVENT})
 _UNBINARY = {socketio.packet.BINARY_EVENT: socketio.packet.EVENT, socketio.packet.BINARY_ACK: socketio.packet.ACK}
+_BINARY = {text: binary_type for binary_type, text in _UNBINARY.items()}
 # The head of a frame as python-socketio's decoder reads it: type, attachment
 # count, namespace, ack id (at most 100 digits; a longer one is unreadable).
 _HEAD = re.compile(r"(?P<type>[0-9])(?:[0-9]{1,10}-)?(?:(?P<nsp>/[^,]*),)?(?P<id>[0-9]{1,100})?(?![0-9])")
@@ -76,12 +84,30 @@ class JsonText(str):
     __slots__ = ()
 
 
+class BinaryJsonText(JsonText):
+    """:class:`JsonText` with Socket.IO placeholders, and the attachments they name.
+
+    :class:`SxPacket` sends it as a binary packet: the text, then each attachment.
+    """
+
+    attachments: tuple[bytes, ...]
+
+    def __new__(cls, text: str, attachments: tuple[bytes, ...]) -> BinaryJsonText:
+        made = super().__new__(cls, text)
+        made.attachments = attachments
+        return made
+
+
 class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
     """python-socketio's JSON packet that sends a :class:`JsonText` payload as it is.
 
-    SxServer uses it as python-socketio's ``serializer`` unless another one
-    is chosen; every other packet encodes exactly as the stock one does.
+    SxServer uses it (:meth:`limited` to its ``max_message_size``) as
+    python-socketio's ``serializer`` unless another one is chosen; every
+    other packet encodes exactly as the stock one does.
     """
+
+    # Most attachment bytes one incoming packet may carry (None: no limit of ours).
+    max_attachment_bytes: int | None = None
 
     data: Any
     packet_type: int
@@ -120,12 +146,24 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
             self.packet_type = _UNBINARY[self.packet_type]
         return attachments
 
+    @classmethod
+    def limited(cls, max_attachment_bytes: int) -> type[SxPacket]:
+        """This packet class with a server's limit on the attachment bytes of one packet."""
+        return type("SxPacket", (cls,), {"max_attachment_bytes": max_attachment_bytes})
+
     def add_attachment(self, attachment: Any) -> bool:
-        """python-socketio's, refusing text where an attachment is due and
-        placeholders that match no attachment (True: the packet is complete)."""
+        """python-socketio's, refusing text where an attachment is due, attachments
+        past the size limit, and placeholders that match no attachment (True: the
+        packet is complete)."""
         if not isinstance(attachment, bytes):
             # The text frame is taken and lost: only a disconnect tells its sender.
             self._malformed("a text frame arrived where a binary attachment was due", answerable=False)
+            return True
+        limit = self.max_attachment_bytes
+        if limit is not None and sum(map(len, self.attachments)) + len(attachment) > limit:
+            # As for a text frame over the limit: the connection closes (the client refuses such a send).
+            self._malformed(f"binary attachments over max_message_size ({limit} bytes)", answerable=False)
+            self.attachments = []
             return True
         try:
             return bool(super().add_attachment(attachment))
@@ -168,19 +206,31 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
 
     def encode(self) -> Any:
         data = self.data
-        if type(data) is list and len(data) == 1 and type(data[0]) is JsonText:
+        if type(data) is list and len(data) == 1 and isinstance(data[0], JsonText):
             self.data = None  # the stock encoding of everything before the payload
             try:
                 head = super().encode()
             finally:
                 self.data = data
-            return f"{head}[{data[0]}]"
+            if not isinstance(data[0], BinaryJsonText) or not data[0].attachments:
+                return f"{head}[{data[0]}]"
+            attachments = data[0].attachments  # head is '3<id>' (an ack) or '2...' (an event)
+            return [f"{_BINARY[int(head[0])]}{len(attachments)}-{head[1:]}[{data[0]}]", *attachments]
         return super().encode()
 
 
 def message_frame(message_json: str) -> Any:
     """The Engine.IO frame of a Shotx ``message`` event whose payload is ``message_json``."""
     return engineio_packet.Packet(engineio_packet.MESSAGE, f"{_MESSAGE_FRAME_START}{message_json}]")
+
+
+def message_frames(message_json: str, attachments: tuple[bytes, ...] = ()) -> list[Any]:
+    """The Engine.IO frames of a ``message`` event: one, or a binary event's text and its attachments."""
+    if not attachments:
+        return [message_frame(message_json)]
+    head = f'{socketio.packet.BINARY_EVENT}{len(attachments)}-["{protocol.MESSAGE_EVENT}",'
+    return [engineio_packet.Packet(engineio_packet.MESSAGE, f"{head}{message_json}]"),
+            *(engineio_packet.Packet(engineio_packet.MESSAGE, attachment) for attachment in attachments)]
 
 
 class RoomMessageSender:
@@ -198,7 +248,7 @@ class RoomMessageSender:
 
     def __init__(self, sio: Any) -> None:
         self.sio = sio
-        self.writes_frames = (sio.packet_class in (SxPacket, socketio.packet.Packet)
+        self.writes_frames = ((sio.packet_class is socketio.packet.Packet or issubclass(sio.packet_class, SxPacket))
                               and type(sio.manager) is socketio.AsyncManager)
 
     async def send(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
@@ -206,10 +256,11 @@ class RoomMessageSender:
             message = protocol.room_message(entry.type, entry.data, entry.id, entry.room, entry.offset)
             await self.sio.emit(protocol.MESSAGE_EVENT, message, room=room, to=sid)
             return
-        frame = message_frame(protocol.room_message_json(entry.type, entry.data_json, entry.id, entry.room,
-                                                         entry.offset))
+        frames = message_frames(protocol.room_message_json(entry.type, entry.data_json, entry.id, entry.room,
+                                                           entry.offset), entry.attachments)
         if sid is not None:
             eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/")]
         else:
             eio_sids = [eio_sid for _, eio_sid in self.sio.manager.get_participants("/", room)]
-        await send_to_many(self.sio.eio, eio_sids, frame)  # encoded once for every member
+        await send_to_many(self.sio.eio, eio_sids, frames)  # encoded once for every member; a binary
+        # event's frames back to back to each: nothing of ours comes between

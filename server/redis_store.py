@@ -13,11 +13,11 @@ them; the servers deliver live messages from that channel
 Durability is Redis's: a write counts once Redis has acknowledged it, and
 survives a Redis restart as far as its persistence settings (AOF,
 ``appendfsync``) say. Remembered replies are written as the SQLite store
-writes them, in batches: ``remember`` keeps the reply here and a write of
-everything kept follows within ``REPLY_WRITE_DELAY``, or at once when
-``flushed`` is awaited, as the server does before an ack leaves
-(``replies.py``): the acks of one loop turn share one round trip. Until
-then this process's ``recall`` finds the reply.
+writes them, in batches: the replies remembered in one loop turn go in one
+round trip on the next, and each ``remember`` returns with that write's
+outcome (the server awaits it before the ack leaves, ``replies.py``). A
+batch that failed is kept and goes with the next one; until it is written
+this process's ``recall`` finds its replies.
 
 A room's epoch (its history's identity, see ``RoomBounds``) is a key of its
 own, set only if absent (``SET NX``) by the append script and by ``bounds``,
@@ -27,6 +27,13 @@ and the next look at the room makes a new one.
 
 Keys live under a prefix, so one Redis can serve several deployments (and
 tests can clear exactly their own keys).
+
+Bytes in data (``shotx.client.binary``) are kept as binary: a log entry's
+``attachments`` field and a remembered reply hold :func:`binary.pack`'s
+value, and a live entry is its JSON header, a newline (which JSON text never
+holds unescaped) and that value. Those three are read through a connection
+that does not decode responses as text (``self.raw``); the rest of the
+store's keys hold text only.
 """
 
 from __future__ import annotations
@@ -39,15 +46,22 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from .store import LogEntry, RoomBounds, new_epoch
+from shotx.client import binary
+
+from .store import BinaryReply, LogEntry, RoomBounds, new_epoch
 
 log = logging.getLogger("shotx.server")
-REPLY_WRITE_DELAY = 0.05  # seconds a remembered reply may wait for company before it is written
+_BINARY_REPLY = b"\x00"  # starts a remembered reply with bytes (text replies are JSON: never this)
 
 _APPEND = """
 local head = redis.call('HINCRBY', KEYS[1], 'head', 1)
 redis.call('SET', KEYS[5], ARGV[8], 'NX')
-redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5])
+if ARGV[9] == '' then
+  redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5])
+else
+  redis.call('XADD', KEYS[2], '0-' .. head, 'id', ARGV[2], 'type', ARGV[3], 'data', ARGV[4], 'ts', ARGV[5],
+             'attachments', ARGV[9])
+end
 redis.call('SADD', KEYS[3], ARGV[1])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'delivered', head) end
 local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')
@@ -57,7 +71,7 @@ if head - floor > tonumber(ARGV[7]) then
   redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (floor + 1))
 end
 redis.call('PUBLISH', KEYS[4], cjson.encode({ARGV[1], head, ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-                                           redis.call('GET', KEYS[5])}))
+                                           redis.call('GET', KEYS[5])}) .. '\\n' .. ARGV[9])
 return head
 """
 
@@ -77,34 +91,43 @@ end
 """
 
 # Drops the oldest entries while they are older than the cutoff (what the
-# other stores do), a hundred at a time; returns how many went.
+# other stores do), at most ARGV[2] of them, read a hundred at a time from
+# the floor up, and trimmed with one XTRIM MINID (XDEL leaves tombstones that
+# every later XRANGE from the start walks again); returns how many went. A
+# script holds Redis for every client while it runs: the caller calls again
+# while a call drops its whole allowance.
 _DROP_OLDER = """
-local dropped, floor = 0, nil
-while true do
-  local batch = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 100)
+local floor, most, dropped, last = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0'), tonumber(ARGV[2]), 0, nil
+local start = '(0-' .. floor
+while dropped < most do
+  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', math.min(100, most - dropped))
   if #batch == 0 then break end
+  local newer = false
   for _, entry in ipairs(batch) do
     local fields, ts = entry[2], nil
     for i = 1, #fields, 2 do if fields[i] == 'ts' then ts = tonumber(fields[i + 1]) end end
-    if ts >= tonumber(ARGV[1]) then batch = nil break end
-    redis.call('XDEL', KEYS[2], entry[1])
-    floor = tonumber(string.match(entry[1], '-(%d+)$'))
-    dropped = dropped + 1
+    if ts >= tonumber(ARGV[1]) then newer = true break end
+    last, dropped, start = tonumber(string.match(entry[1], '-(%d+)$')), dropped + 1, '(' .. entry[1]
   end
-  if batch == nil then break end
+  if newer then break end
 end
-if floor and floor > tonumber(redis.call('HGET', KEYS[1], 'floor') or '0') then
-  redis.call('HSET', KEYS[1], 'floor', floor)
+if last then
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (last + 1))
+  if last > floor then redis.call('HSET', KEYS[1], 'floor', last) end
 end
 return dropped
 """
 
+# At most ARGV[2] replies older than ARGV[1]; returns how many went.
 _FORGET_REPLIES = """
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
-for _, field in ipairs(old) do redis.call('HDEL', KEYS[1], field) end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #old == 0 then return 0 end
+redis.call('HDEL', KEYS[1], unpack(old))
+redis.call('ZREM', KEYS[2], unpack(old))
 return #old
 """
+# Entries (or replies) one script call may drop.
+SCRIPT_BATCH = 1000
 
 
 class RedisStore:
@@ -122,11 +145,13 @@ class RedisStore:
         self._rooms_key = f"{prefix}:rooms"  # every room with a log, for retention by age
         self._replies_key, self._reply_times_key = f"{prefix}:replies", f"{prefix}:replies:ts"
         self.redis: Any = None
+        self.raw: Any = None  # responses as bytes: for the values that may hold attachments
         self._pubsub: Any = None
         self._scripts: dict[str, Any] = {}
-        self._replies: dict[str, tuple[str, float]] = {}  # field -> (reply, ts), not written yet
-        self._reply_write: asyncio.TimerHandle | None = None
-        self._writing: asyncio.Task[None] | None = None
+        self._replies: dict[str, tuple[str | BinaryReply, float]] = {}  # field -> (reply, ts), not written yet
+        self._batch: asyncio.Future[None] | None = None  # the outcome of this loop turn's replies
+        self._writing: set[asyncio.Task[None]] = set()
+        self._in_flight: list[dict[str, tuple[str | BinaryReply, float]]] = []  # batches being written
 
     def _bounds_key(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:bounds"
@@ -145,6 +170,8 @@ class RedisStore:
             self.url, max_connections=self.max_connections, timeout=30, decode_responses=True,
             client_name=f"shotx:{self.prefix}")
         self.redis = redis.Redis.from_pool(pool)
+        self.raw = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=30, client_name=f"shotx:{self.prefix}"))
         await self.redis.ping()  # fail here, with Redis's own error, not at the first send
         for name, source in (("append", _APPEND), ("bounds", _BOUNDS), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
                              ("forget", _FORGET_REPLIES)):
@@ -155,13 +182,10 @@ class RedisStore:
     async def _subscribe(self) -> None:
         if self._pubsub is not None:
             await self._pubsub.aclose()
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self.raw.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel)
 
     async def close(self) -> None:
-        if self._reply_write is not None:
-            self._reply_write.cancel()
-            self._reply_write = None
         if self.redis is not None:
             try:
                 await self.flushed()
@@ -170,56 +194,66 @@ class RedisStore:
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        for client in (self.redis, self.raw):
+            if client is not None:
+                await client.aclose()
+        self.redis = self.raw = None
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
-                     delivered: bool, max_messages: int) -> LogEntry:
+                     delivered: bool, max_messages: int, attachments: tuple[bytes, ...] = ()) -> LogEntry:
         keys = [self._bounds_key(room), self._log_key(room), self._rooms_key, self.channel, self._epoch_key(room)]
         head = await self._scripts["append"](keys=keys, args=[room, message_id, type_, data_json, repr(ts),
-                                                              int(delivered), max_messages, new_epoch()])
-        return LogEntry(room, int(head), message_id, type_, data_json, ts)
+                                                              int(delivered), max_messages, new_epoch(),
+                                                              binary.pack(attachments)])
+        return LogEntry(room, int(head), message_id, type_, data_json, ts, attachments=tuple(attachments))
 
     async def flushed(self, entry: LogEntry | None = None) -> None:
         """Appends are written when they return (or raise); this writes the replies kept meanwhile."""
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
+        if self._writing:
+            await asyncio.gather(*(asyncio.shield(task) for task in list(self._writing)))
         if self._replies:
             await self._write_replies()
 
-    def _schedule_reply_write(self) -> None:
-        if self._reply_write is None:
-            self._reply_write = asyncio.get_running_loop().call_later(REPLY_WRITE_DELAY, self._start_reply_write)
-
     def _start_reply_write(self) -> None:
-        self._reply_write = None
-        if self._replies and self._writing is None:
-            self._writing = asyncio.ensure_future(self._write_replies())
-            self._writing.add_done_callback(self._reply_write_done)
+        """Write the replies remembered this loop turn, in one round trip; tell their writers."""
+        done, self._batch = self._batch, None
+        task = asyncio.ensure_future(self._write_replies())
+        self._writing.add(task)
 
-    def _reply_write_done(self, task: asyncio.Task[None]) -> None:
-        self._writing = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("remembered replies could not be written to Redis: %s (trying again)", task.exception())
-        if self._replies:
-            self._schedule_reply_write()
+        def written(task: asyncio.Task[None]) -> None:
+            self._writing.discard(task)
+            if done is None or done.done():
+                return
+            if task.cancelled():
+                done.cancel()
+            elif task.exception() is not None:
+                done.set_exception(task.exception())  # type: ignore[arg-type]
+                done.exception()  # retrieved: every writer may be gone
+            else:
+                done.set_result(None)
+        task.add_done_callback(written)
 
     async def _write_replies(self) -> None:
         batch, self._replies = self._replies, {}
+        if not batch:
+            return
+        self._in_flight.append(batch)  # ``recall`` still finds them while they are on their way
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._replies_key, mapping={field: reply for field, (reply, _) in batch.items()})
+                pipe.hset(self._replies_key, mapping={field: _reply_value(reply) for field, (reply, _) in batch.items()})
                 pipe.zadd(self._reply_times_key, {field: ts for field, (_, ts) in batch.items()})
                 await pipe.execute()
         except BaseException:
-            self._replies = {**batch, **self._replies}  # kept for the next attempt, newer ones winning
+            self._replies = {**batch, **self._replies}  # kept for the next write, newer ones winning
             raise
+        finally:
+            self._in_flight.remove(batch)
 
     async def read(self, room: str, after: int, limit: int) -> list[LogEntry]:
-        rows = await self.redis.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
-        return [LogEntry(room, int(entry_id.partition("-")[2]), fields["id"], fields["type"], fields["data"],
-                         float(fields["ts"])) for entry_id, fields in rows]
+        rows = await self.raw.xrange(self._log_key(room), f"(0-{after}", "+", count=limit)
+        return [LogEntry(room, int(entry_id.partition(b"-")[2]), fields[b"id"].decode(), fields[b"type"].decode(),
+                         fields[b"data"].decode(), float(fields[b"ts"]),
+                         attachments=binary.unpack(fields.get(b"attachments"))) for entry_id, fields in rows]
 
     async def bounds(self, room: str) -> RoomBounds:
         head, floor, delivered, epoch = await self._scripts["bounds"](
@@ -230,28 +264,46 @@ class RedisStore:
         await self._scripts["mark"](keys=[self._bounds_key(room)], args=[offset])
 
     async def drop_older_than(self, ts: float) -> int:
+        """Retention by age, room by room, ``SCRIPT_BATCH`` entries per script call."""
         dropped = 0
-        for room in await self.redis.smembers(self._rooms_key):
-            dropped += int(await self._scripts["drop"](keys=[self._bounds_key(room), self._log_key(room)],
-                                                       args=[repr(ts)]))
+        async for room in self.redis.sscan_iter(self._rooms_key, count=500):
+            keys = [self._bounds_key(room), self._log_key(room)]
+            while True:
+                went = int(await self._scripts["drop"](keys=keys, args=[repr(ts), SCRIPT_BATCH]))
+                dropped += went
+                if went < SCRIPT_BATCH:
+                    break
         return dropped
 
-    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
+    async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
         self._replies[json.dumps([principal, message_id])] = (reply_json, ts)
-        self._schedule_reply_write()
+        if self._batch is None:  # the first of this loop turn: the write goes on the next one
+            self._batch = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._start_reply_write)
+        await asyncio.shield(self._batch)
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
+    async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
         field = json.dumps([principal, message_id])
-        kept = self._replies.get(field)
-        if kept is not None:
-            return kept[0]
-        found = await self.redis.hget(self._replies_key, field)
-        return None if found is None else str(found)
+        for batch in (self._replies, *reversed(self._in_flight)):  # newest first
+            kept = batch.get(field)
+            if kept is not None:
+                return kept[0]
+        found = await self.raw.hget(self._replies_key, field)
+        if found is None:
+            return None
+        if not found.startswith(_BINARY_REPLY):
+            return str(found.decode())
+        text, *attachments = binary.unpack(found[1:])
+        return BinaryReply(text.decode(), tuple(attachments))
 
     async def forget_replies_before(self, ts: float) -> int:
         await self.flushed()
-        keys = [self._replies_key, self._reply_times_key]
-        return int(await self._scripts["forget"](keys=keys, args=[repr(ts)]))
+        keys, forgotten = [self._replies_key, self._reply_times_key], 0
+        while True:  # ``SCRIPT_BATCH`` replies per script call
+            went = int(await self._scripts["forget"](keys=keys, args=[repr(ts), SCRIPT_BATCH]))
+            forgotten += went
+            if went < SCRIPT_BATCH:
+                return forgotten
 
     async def live_entries(self) -> AsyncIterator[LogEntry]:
         """Every entry appended to any room by any process, in each room's offset order.
@@ -268,5 +320,14 @@ class RedisStore:
         async for message in self._pubsub.listen():
             if message.get("type") != "message":
                 continue
-            room, offset, message_id, type_, data_json, ts, *epoch = json.loads(message["data"])
-            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts), *epoch[:1])
+            header, _, packed = message["data"].partition(b"\n")
+            room, offset, message_id, type_, data_json, ts, *epoch = json.loads(header)
+            yield LogEntry(room, int(offset), message_id, type_, data_json, float(ts), epoch[0] if epoch else "",
+                           binary.unpack(packed))
+
+
+def _reply_value(reply: str | BinaryReply) -> str | bytes:
+    """What the replies hash holds: a text reply as it is, one with bytes packed behind a marker."""
+    if isinstance(reply, str):
+        return reply
+    return _BINARY_REPLY + binary.pack([reply.json.encode(), *reply.attachments])

@@ -16,8 +16,9 @@ first store call, so a copy arriving while that call is out (a Redis round
 trip) waits for the first one's outcome instead of running the handler too,
 and copies are answered in the order they came.
 
-An ack leaves only once its reply is durable (``remember``, then
-``flushed``; SQLite's group commit lets concurrent acks share one commit).
+An ack leaves only once its reply is durable (``remember`` returns then,
+with its own write's outcome; SQLite's group commit lets concurrent acks
+share one commit).
 So an acknowledged message is never run again, even after a crash; what is
 left is the window between a handler's end and that commit: a server killed
 inside it sent no ack, and the resend runs the handler again. With
@@ -46,9 +47,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shotx.client import protocol
+from shotx.client import binary, protocol
 
-from .store import Store
+from .store import BinaryReply, Store
+
+ReplyText = str | BinaryReply  # a reply as JSON text; one with bytes carries them beside it
 
 log = logging.getLogger("shotx.server")
 Reply = dict[str, Any]
@@ -107,15 +110,17 @@ class Refusal(Exception):
 
 
 async def run_handler(handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
-                      sid: str, type_: str) -> str:
+                      sid: str, type_: str) -> ReplyText:
     """The handler's reply as JSON text (encoding it here is also the check
-    that it can be sent); a raise, a timeout or a reply JSON or UTF-8 cannot
-    carry becomes a ``HANDLER_ERROR`` reply, logged with ``sid`` and ``type_``."""
+    that it can be sent), with the bytes it holds as attachments; a raise, a
+    timeout or a reply JSON or UTF-8 cannot carry becomes a ``HANDLER_ERROR``
+    reply, logged with ``sid`` and ``type_``."""
     try:
         result = handler(*args)
         if inspect.isawaitable(result):  # a sync handler cannot be timed out: it holds the loop
             result = await (asyncio.wait_for(result, timeout) if timeout else result)
-        return protocol.encode_json(protocol.success(result))  # also refuses text no store can keep
+        text, attachments = binary.encode(protocol.success(result))  # also refuses text no store can keep
+        return BinaryReply(text, attachments) if attachments else text
     except Refusal as refusal:
         log.info("[%s] %s refused: %s", sid, type_, refusal.text)
         reply = protocol.failure(refusal.code, refusal.text)
@@ -148,13 +153,13 @@ class ReplyMemory:
         self.at_most_once = at_most_once
         # key -> futures of copies waiting for the one being looked up or run
         # (usually none, so the common path creates no future at all)
-        self._running: dict[tuple[str, str], list[asyncio.Future[str]]] = {}
+        self._running: dict[tuple[str, str], list[asyncio.Future[ReplyText]]] = {}
         # JSON text, not dicts: tens of thousands of small dicts would make
         # every full garbage collection walk them.
-        self._recent: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str], ReplyText] = OrderedDict()
 
-    async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[str]],
-                   resent: bool = True) -> str:
+    async def once(self, principal: str, message_id: str, run: Callable[[], Awaitable[ReplyText]],
+                   resent: bool = True) -> ReplyText:
         """The reply (JSON text) for this message, running ``run`` only if nobody did yet.
 
         Returns once that reply is durable; with ``at_most_once``, a copy whose
@@ -163,7 +168,7 @@ class ReplyMemory:
         key = (principal, message_id)  # the id is storable text: protocol.check_request refused others
         waiting = self._running.get(key)
         if waiting is not None:  # an earlier copy is being looked up or run: its outcome is ours
-            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[ReplyText] = asyncio.get_running_loop().create_future()
             waiting.append(future)
             return await future
         recent = self._recent.get(key)
@@ -185,7 +190,8 @@ class ReplyMemory:
                 future.set_result(text)
         return text
 
-    async def _answer(self, key: tuple[str, str], run: Callable[[], Awaitable[str]], resent: bool) -> str:
+    async def _answer(self, key: tuple[str, str], run: Callable[[], Awaitable[ReplyText]],
+                      resent: bool) -> ReplyText:
         """The remembered reply, or ``run``'s once it is durable (the first copy only)."""
         if resent or self.at_most_once:
             remembered = await self.store.recall(*key)
@@ -203,7 +209,7 @@ class ReplyMemory:
         self._cache(key, text)
         return text
 
-    async def _keep(self, key: tuple[str, str], text: str, consequence: str) -> bool:
+    async def _keep(self, key: tuple[str, str], text: ReplyText, consequence: str) -> bool:
         """Remember ``text`` for ``key`` and wait until it is durable; False (logged) if the store failed.
 
         A reply goes out even then: the client that gets it never resends, and
@@ -212,21 +218,28 @@ class ReplyMemory:
         try:
             if not _storable(*key):  # the text is: encode_json refused anything else
                 raise ValueError("not valid Unicode text (a lone surrogate)")
-            await self.store.remember(*key, text, time.time())
-            await self.store.flushed()
+            await self.store.remember(*key, text, time.time())  # returns once durable: its own outcome
         except Exception:
             log.exception("%s could not be remembered durably (%s)", key[1], consequence)
             return False
         return True
 
-    def _cache(self, key: tuple[str, str], text: str) -> None:
-        size = len(text)  # characters: close enough to bytes for a budget, and free to get
+    def _cache(self, key: tuple[str, str], text: ReplyText) -> None:
+        size = _size(text)
         if size > self.cache_bytes // 4:  # one reply must not empty the cache: the store still has it
             return
         previous = self._recent.pop(key, None)
-        self._recent_bytes -= 0 if previous is None else len(previous)
+        self._recent_bytes -= 0 if previous is None else _size(previous)
         self._recent[key] = text
         self._recent_bytes += size
         while len(self._recent) > self.cache_size or self._recent_bytes > self.cache_bytes:
             _, dropped = self._recent.popitem(last=False)
-            self._recent_bytes -= len(dropped)
+            self._recent_bytes -= _size(dropped)
+
+
+def _size(reply: ReplyText) -> int:
+    """A reply's weight in the cache: characters of text (close enough to bytes for a budget,
+    and free to get) plus its attachments' bytes."""
+    if isinstance(reply, str):
+        return len(reply)
+    return len(reply.json) + sum(len(attachment) for attachment in reply.attachments)

@@ -21,19 +21,19 @@ from typing import Any, TypeVar
 import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
-from shotx.client import protocol
+from shotx.client import binary, protocol
 
 from .engineio_sockets import close_every_socket_now, start_events_eagerly, use_direct_sockets
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
-from .packets import JsonText, MalformedFrame, RoomMessageSender, SxPacket
-from .replies import Refusal, Reply, ReplyMemory, resend_key, run_handler
+from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
+from .replies import Refusal, Reply, ReplyMemory, ReplyText, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
 from .shared_delivery import SharedDelivery
-from .store import LogEntry, SharedStore, Store
+from .store import BinaryReply, LogEntry, SharedStore, Store
 
 log = logging.getLogger("shotx.server")
 
@@ -42,6 +42,8 @@ AuthHandler = Callable[[str, SxSocket], Any]
 JoinAuthorizer = Callable[[str, SxSocket, "int | None"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 REPLAY_PAGE = 500
+# Every SxServer attached to an application, so that run_workers can check and tag them.
+SX_SERVERS = web.AppKey("shotx_servers", list)
 FRAME_HEADROOM = 64  # bytes of Socket.IO framing around a message payload, with room to spare
 
 
@@ -129,7 +131,7 @@ class SxServer:
                    # is longer, and aiohttp refuses a message of exactly its limit
                    "max_http_buffer_size": max_message_size + FRAME_HEADROOM, "logger": False,
                    "engineio_logger": False,
-                   "serializer": SxPacket}
+                   "serializer": SxPacket.limited(max_message_size)}
         if client_manager is not None:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
@@ -143,10 +145,11 @@ class SxServer:
                                       self._send_members_away)
                        if isinstance(self.store, SharedStore) else None)
         self._shared_task: asyncio.Task[None] | None = None
-        self._replies_as_text = self.sio.packet_class is SxPacket
+        self._replies_as_text = issubclass(self.sio.packet_class, SxPacket)
         self._register_socket_events()
         self.on_message(protocol.JOIN, self._join)
         self.on_message(protocol.LEAVE, self._leave)
+        app.setdefault(SX_SERVERS, []).append(self)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
@@ -273,12 +276,14 @@ class SxServer:
     async def send_to_room(self, room: str, type_: str, data: Any) -> dict[str, Any]:
         protocol.check_room(room)
         protocol.check_type(type_)
-        data_json = protocol.encode_json(data)  # refuse what JSON cannot carry before it is logged
+        data_json, attachments = binary.encode(data)  # refuse what JSON cannot carry before it is logged
         await self.open()
         async with self.room_locks.hold(room):
             members = self.shared is None and self.has_members(room)  # shared: delivered from the store
-            entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(),
-                                            members, self.retention_max_messages)
+            # attachments only when there are some: a Store written before bytes takes text as it did
+            entry = await self.store.append(room, type_, data_json, protocol.uuid7(), time.time(), members,
+                                            self.retention_max_messages,
+                                            **({"attachments": attachments} if attachments else {}))
             previous, mine = self.delivery_order.take(room)
         try:  # outside the lock: sends to this room made meanwhile share the commit
             await self._deliver_in_order(entry, members, previous, mine)
@@ -388,6 +393,8 @@ class SxServer:
             raise Refusal(protocol.HANDLER_ERROR, "Invalid leave: data must be an object with a room")
         room = _checked(protocol.check_room, data.get("room"))
         await self.sio.leave_room(socket.sid, room)
+        if self.shared is not None:
+            await self.shared.forget(room)
         log.info("[%s] left %s", socket.sid, room)
         return {"room": room}
 
@@ -439,7 +446,8 @@ class SxServer:
         try:
             socket.principal = self.principal(result, socket)
             socket.resend_key = resend_key(socket.principal, socket.handshake.get("client"), sid)
-            socket.use = ConnectionUse(self.limits)
+            # auth.ordered: the client keeps its sends in order and sends a refused one again (limits.py)
+            socket.use = ConnectionUse(self.limits, ordered=socket.handshake.get("ordered") is True)
         except Exception:  # a principal function that fails is an auth failure of ours
             log.exception("[%s] AUTH_ERROR: principal", sid)
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
@@ -452,8 +460,16 @@ class SxServer:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Reply | None:
         if (refusal := self._client_event(sid, "disconnect")) is not None:
             return refusal
-        self.sockets.pop(sid, None)
+        socket = self.sockets.pop(sid, None)
+        if socket is not None and self.shared is not None:
+            # python-socketio takes the socket out of its rooms right after this handler,
+            # with no await in between: the task runs once it has
+            self._background(self._forget_rooms(socket.rooms))
         return None
+
+    async def _forget_rooms(self, rooms: list[str]) -> None:
+        for room in rooms:
+            await self.shared.forget(room)  # type: ignore[union-attr]
 
     async def _refuse_frame(self, sid: str, frame: MalformedFrame) -> Reply | None:
         """A frame packets.py could not decode: a 2001 when it has an ack id to answer, else a clean close."""
@@ -482,7 +498,8 @@ class SxServer:
         found = self.message_handlers.get(type_)
         if found is None:
             return protocol.unknown_type(type_)
-        refused = socket.use.admit(time.monotonic())
+        message_id = meta.get("id") if type_ not in protocol.BUILTIN_TYPES else None
+        refused = socket.use.admit(time.monotonic(), message_id if isinstance(message_id, str) else None)
         if refused is not None:
             log.info("[%s] %s: %s", sid, type_, refused)
             return protocol.failure(protocol.LIMIT_EXCEEDED, refused)
@@ -499,7 +516,7 @@ class SxServer:
                                 self.handler_timeout, sid, type_)
         previous, mine = self.start_order.take(sid)  # on arrival, before any await
 
-        async def run_in_turn() -> str:
+        async def run_in_turn() -> ReplyText:
             await self.start_order.wait(previous)  # earlier messages of this connection started
             self.start_order.done(sid, mine)
             return await run()
@@ -514,6 +531,9 @@ class SxServer:
         finally:
             self.start_order.done(sid, mine)
         # python-socketio sends a JsonText as it is (see packets.py); another serializer needs the value
+        if isinstance(text, BinaryReply):
+            return (BinaryJsonText(text.json, text.attachments) if self._replies_as_text
+                    else binary.decode(text.json, text.attachments))
         return JsonText(text) if self._replies_as_text else json.loads(text)
 
 

@@ -115,6 +115,22 @@ class SharedDelivery:
         if epoch:
             self._epochs[room] = epoch
 
+    async def forget(self, room: str) -> None:
+        """The room may have no member here any more (a leave, a disconnect): then what is
+        kept for it goes, so that a process that sees a million rooms does not keep a
+        million offsets. A later join starts from the log again, as it does after a
+        delivery that finds the room empty. Under the room's lock: a join in progress
+        holds it until its member is in the room."""
+        async with self.room_locks.hold(room):
+            if not self.has_members(room):
+                self._last.pop(room, None)
+                self._epochs.pop(room, None)
+
+    @property
+    def rooms_kept(self) -> int:
+        """Rooms with an offset or an epoch kept here (rooms with members here, at most)."""
+        return len(self._last.keys() | self._epochs.keys())
+
     async def deliver(self, entry: LogEntry) -> None:
         known = self._epochs.get(entry.room)
         if entry.epoch and known is not None and entry.epoch != known:

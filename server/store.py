@@ -8,11 +8,12 @@ to keep the promises written on :class:`Store`; the contract test in
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
+
+from shotx.client import binary
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,25 @@ class LogEntry:
     # The history it belongs to (RoomBounds.epoch), where the store says: a shared
     # store's live entries carry it, so that a log replaced under a running server is seen.
     epoch: str = ""
+    # The bytes in its data (``shotx.client.binary``): ``data_json`` holds their
+    # placeholders, the store keeps them as binary beside it.
+    attachments: tuple[bytes, ...] = ()
 
     @property
     def data(self) -> Any:
-        return json.loads(self.data_json)
+        return binary.decode(self.data_json, self.attachments)
+
+
+@dataclass(frozen=True)
+class BinaryReply:
+    """A remembered reply that carries bytes: its JSON text with placeholders, and the attachments.
+
+    A reply without bytes is remembered as its JSON text (a plain ``str``).
+    """
+
+    json: str
+    attachments: tuple[bytes, ...]
+
 
 
 @dataclass(frozen=True)
@@ -81,8 +97,10 @@ class Store(Protocol):
         """Flush pending writes and release the storage."""
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,
-                     delivered: bool, max_messages: int) -> LogEntry:
-        """Add a message (its data as JSON text) at ``head + 1``.
+                     delivered: bool, max_messages: int, attachments: tuple[bytes, ...] = ()) -> LogEntry:
+        """Add a message (its data as JSON text, and the bytes its placeholders name) at ``head + 1``.
+
+        The entry returned, and every read of it, carries the same attachments, byte for byte.
 
         Reads see it when this returns; it is durable once :meth:`flushed`
         returns. The two are apart so that a server can release a room's lock
@@ -118,21 +136,28 @@ class Store(Protocol):
         """Move the delivered mark forward to ``offset`` (never backward)."""
 
     async def drop_older_than(self, ts: float) -> int:
-        """Retention by age across rooms; returns how many entries went."""
+        """Retention by age across rooms; returns how many entries went.
 
-    async def remember(self, principal: str, message_id: str, reply_json: str, ts: float) -> None:
-        """Keep the reply (as JSON text) a handler produced for ``(principal, message_id)``.
-
-        May return before the reply is durable (it is once :meth:`flushed`
-        returns, which the server awaits before the ack leaves, so that
-        concurrent acks share a write); ``recall`` must already find it.
+        Each room loses its oldest entries while they are older than ``ts``.
+        A store with many rows does it in batches that let the event loop
+        (and, on Redis, the server's other commands) run between them.
         """
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
-        """The remembered reply, as the JSON text it was given in, or ``None``."""
+    async def remember(self, principal: str, message_id: str, reply_json: str | BinaryReply, ts: float) -> None:
+        """Keep the reply (JSON text, or a :class:`BinaryReply`) a handler produced for ``(principal, message_id)``.
+
+        Returns once this reply is durable, or raises why it is not: its own
+        write's failure only, never another write's that shared its commit (a
+        store writing in groups lets the replies of one loop turn share one
+        write). The server awaits it before the ack leaves. While it is out,
+        ``recall`` already finds the reply.
+        """
+
+    async def recall(self, principal: str, message_id: str) -> str | BinaryReply | None:
+        """The remembered reply, as it was given (text, or a :class:`BinaryReply`), or ``None``."""
 
     async def forget_replies_before(self, ts: float) -> int:
-        """Drop replies older than ``ts``; returns how many went."""
+        """Drop replies older than ``ts``; returns how many went (in batches, as above)."""
 
 
 @runtime_checkable

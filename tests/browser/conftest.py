@@ -5,7 +5,7 @@ Fixtures for tests in this folder (pytest-playwright's sync ``page`` and
 
 * ``demo_server`` (session): base URL of ``python -m shotx.server`` serving
   ``web/dist`` on a free port, with a SQLite store in a temp folder.
-* ``start_server`` (per test): ``start_server(store=None, port=0)`` starts
+* ``start_server`` (per test): ``start_server(store=None, port=0, options=())`` starts
   another server and returns a :class:`DemoServer` (``.url``, ``.stop()``,
   ``.kill()``); restart one on the same store with
   ``start_server(store=old.store, port=old.port)``. All stop after the test.
@@ -21,7 +21,7 @@ by running nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -142,8 +142,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., DemoServer]]:
     """Factory for extra servers; every one is stopped when the test ends."""
     started: list[DemoServer] = []
 
-    def start(store: Path | str | None = None, port: int = 0) -> DemoServer:
-        server = DemoServer.start(store or tmp_path / "server.sqlite3", web=require_bundle(), port=port)
+    def start(store: Path | str | None = None, port: int = 0, options: Sequence[str] = ()) -> DemoServer:
+        server = DemoServer.start(store or tmp_path / "server.sqlite3", web=require_bundle(), port=port,
+                                  options=options)
         started.append(server)
         return server
 

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,10 +59,11 @@ class DemoServer:
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
 
     @classmethod
-    def start(cls, store: Path | str, web: Path, port: int = 0) -> DemoServer:
-        """Start a server (port 0: any free one) and wait for its listening line."""
+    def start(cls, store: Path | str, web: Path, port: int = 0, options: Sequence[str] = ()) -> DemoServer:
+        """Start a server (port 0: any free one) and wait for its listening line;
+        ``options`` are more command-line options (``["--messages-per-second", "100"]``)."""
         cmd = [sys.executable, "-m", "shotx.server", "--host", "127.0.0.1",
-               "--port", str(port), "--store", str(store), "--web", str(web)]
+               "--port", str(port), "--store", str(store), "--web", str(web), *options]
         process = subprocess.Popen(
             cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=die_with_parent,

@@ -153,10 +153,13 @@ def test_without_indexeddb_the_client_falls_back_to_memory_and_says_so(page: Pag
     }""")
     page.goto(page_url(demo_server))
     expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    # not silent: the client says its store is not durable, and the page shows it
+    expect(page.locator("#durable")).to_have_attribute("data-durable", "0")
+    assert debug(page)["durable"] is False
     page.fill("#message", "memory only")
     page.click("#send")
     expect(page.locator("#replied")).to_have_text("1", timeout=10_000)
-    assert any("IndexedDB unavailable" in line for line in console_log.lines), console_log.text()
+    assert sum("IndexedDB unavailable" in line for line in console_log.lines) == 1, console_log.text()
 
 
 def test_replies_of_sends_queued_before_a_reload_are_shown_after_it(page: Page, demo_server, net_log, console_log):

@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from shotx.client import binary
+
 
 class Closed(Exception):
     """The server closed the connection (or the namespace) before answering."""
@@ -29,7 +31,8 @@ class RawSocket:
         self.events: deque[Any] = deque(maxlen=1000)  # the newest; room traffic of fuzzed joins
         self.closed = asyncio.Event()
         self.close_reason = ""
-        self.clean_close = False  # a close the server meant: a close packet or a normal websocket close
+        self.clean_close = False
+        self._binary_ack: tuple[int, Any, int, list[bytes]] | None = None  # one being received  # a close the server meant: a close packet or a normal websocket close
         self._acks: dict[int, asyncio.Future[Any]] = {}
         self._connected: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.ensure_future(self._read())
@@ -93,6 +96,7 @@ class RawSocket:
                     await self._on_text(frame.data)
                 elif frame.type == aiohttp.WSMsgType.BINARY:
                     self.events.append(("binary", frame.data))
+                    self._on_attachment(frame.data)
                 else:
                     break
             self._set_closed(f"websocket closed ({self.ws.close_code})", clean=self.ws.close_code in (1000, 1001, 1009))  # 1009: too big
@@ -114,10 +118,25 @@ class RawSocket:
             future = self._acks.get(int(text[2:2 + digits]))
             if future is not None and not future.done():
                 future.set_result(json.loads(text[2 + digits:]))
+        elif text.startswith("46"):  # a binary ack: '46<count>-<id>[...]', then <count> binary frames
+            count, _, rest = text[2:].partition("-")
+            digits = len(rest) - len(rest.lstrip("0123456789"))
+            self._binary_ack = (int(rest[:digits]), json.loads(rest[digits:]), int(count), [])
         elif text.startswith("42"):
             self.events.append(("event", text[2:]))
         else:
             self.events.append(("other", text))
+
+    def _on_attachment(self, data: bytes) -> None:
+        if self._binary_ack is None:
+            return
+        ack_id, payload, count, attachments = self._binary_ack
+        attachments.append(data)
+        if len(attachments) == count:
+            self._binary_ack = None
+            future = self._acks.get(ack_id)
+            if future is not None and not future.done():
+                future.set_result(binary.join(payload, attachments))
 
     def _set_closed(self, reason: str, clean: bool = False) -> None:
         if not self.closed.is_set():

@@ -38,11 +38,10 @@ async def test_handlers_at_once_and_rooms_per_connection(start_server, make_clie
     server = await start_server(echo, limits=Limits(messages_per_second=None, handlers_at_once=2, rooms=3))
     client = make_client(server.url)
     await client.connect("t")
-    outcomes = await asyncio.gather(*(client.send("slow", n) for n in range(4)), return_exceptions=True)
-    refused = [o for o in outcomes if isinstance(o, MessageError)]
-    assert sorted(o for o in outcomes if not isinstance(o, Exception)) == [0, 1]
-    assert [e.code for e in refused] == [protocol.LIMIT_EXCEEDED] * 2
-    assert client.queued == 0  # refused sends are answered, not left queued
+    # Two run at once; the server answers the others 2007, and the client sends them again later:
+    # a 2007 is "not handled", not a final error (tests/integration/test_outbox_limits.py has more)
+    outcomes = await asyncio.wait_for(asyncio.gather(*(client.send("slow", n) for n in range(4))), 10)
+    assert outcomes == [0, 1, 2, 3] and client.queued == 0
     for room in ("a", "b", "c"):
         await client.join(room)
     await client.join("a")  # a room it is in already does not count again

@@ -198,13 +198,13 @@ async def test_replay_and_live_sends_interleave_without_gaps_or_duplicates(start
 async def test_concurrent_sends_to_one_room_share_commits_and_arrive_in_offset_order(
         start_server, make_client, wait_until, tmp_path):
     server = await start_server(store=str(tmp_path / "rooms.sqlite3"))
-    commits, commit = [], server.sx.store._commit
+    commits, commit = [], server.sx.store.commits.commit
 
     def counted():
-        commits.append(len(server.sx.store._pending))
+        commits.append(len(server.sx.store.commits.pending))
         commit()
 
-    server.sx.store._commit = counted
+    server.sx.store.commits.commit = counted
     client, got = make_client(server.url), []
     client.on_message("notification", lambda data, meta: got.append((meta["offset"], data["n"])))
     await client.connect("t")

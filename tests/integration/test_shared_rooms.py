@@ -183,20 +183,19 @@ async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis
         {"n": n} for n in range(150)]
 
 
-async def test_remembered_replies_reach_redis_within_the_write_delay(redis_url, redis_prefix):
+async def test_remember_returns_once_its_reply_is_in_redis(redis_url, redis_prefix):
+    """The replies of one loop turn go in one write; each ``remember`` returns once it is
+    there (another process finds it at once), and this process finds it while it is out."""
     writer, reader = RedisStore(redis_url, prefix=redis_prefix), RedisStore(redis_url, prefix=redis_prefix)
     await writer.open()
     await reader.open()
     try:
-        await writer.remember("p", "m1", '{"data":1}', 10.0)
-        assert await writer.recall("p", "m1") == '{"data":1}'  # kept here until written
-        seen = []
-        for _ in range(50):  # another process sees it with no flushed() asked for
-            seen.append(await reader.recall("p", "m1"))
-            if seen[-1] is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert seen[-1] == '{"data":1}' and len(seen) > 1  # not at once: written in a batch
+        writes = [asyncio.ensure_future(writer.remember("p", f"m{n}", f'{{"data":{n}}}', 10.0)) for n in range(20)]
+        for _ in range(3):  # every remember has run up to its wait, and the write has started
+            await asyncio.sleep(0)
+            assert await writer.recall("p", "m1") == '{"data":1}'  # kept here while it is written
+        await asyncio.gather(*writes)
+        assert [await reader.recall("p", f"m{n}") for n in range(20)] == [f'{{"data":{n}}}' for n in range(20)]
     finally:
         await writer.close()
         await reader.close()

@@ -63,7 +63,7 @@ async def test_appends_are_read_at_once_and_durable_once_flushed(store):
     await store.flushed()
     store = getattr(store, "inner", store)  # a YieldingStore's own
     if isinstance(store, SqliteStore):  # committed: no write of the group is left open or pending
-        assert not store.db.in_transaction and not store._pending
+        assert not store.db.in_transaction and not store.commits.pending
     await store.flushed()  # nothing pending: returns at once
 
 
@@ -245,12 +245,14 @@ async def test_sqlite_a_failed_write_fails_its_own_writer_only_and_never_a_reade
         await store.append("r", "t", "1", "1", 1.0, False, 10)
         await store.flushed()
         store.db.execute("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES ('r', 3, 'x', 't', '0', 1.0)")
+        # started first, so that its write joins the appends' group when it runs
+        remembering = asyncio.ensure_future(store.remember("p", "m", '"reply"', 1.0))
         entries = [await store.append(room, "t", "0", message_id, 1.0, False, 10)  # no await yields: one group
                    for room, message_id in (("r", "2"), ("r", "3"), ("other", "4"), ("other", "\ud800"))]
-        await store.remember("p", "m", '"reply"', 1.0)
         assert [e.id for e in await store.read("r", 0, 10)] == ["1", "2", "x"]  # the reader is not hurt
         assert [e.id for e in await store.read("other", 0, 10)] == ["4"]
         outcomes = await asyncio.gather(*(store.flushed(entry) for entry in entries), return_exceptions=True)
+        await remembering  # its own write succeeded: the appends' failures are not its
         assert [type(outcome) for outcome in outcomes] == [
             type(None), sqlite3.IntegrityError, type(None), UnicodeEncodeError]
         with pytest.raises(sqlite3.IntegrityError):
@@ -270,6 +272,38 @@ async def test_sqlite_a_failed_write_fails_its_own_writer_only_and_never_a_reade
     try:
         assert {room: [(e.offset, e.id) for e in await again.read(room, 0, 10)] for room in expected} == expected
         assert await again.recall("p", "m") == '"reply"'
+    finally:
+        await again.close()
+
+
+async def test_sqlite_a_reply_committed_beside_a_failed_append_is_remembered(tmp_path, caplog):
+    """``remember`` reports its own write: an unrelated append that failed in the same
+    commit no longer made ReplyMemory log a false "could not be remembered durably"
+    (it awaited ``flushed()``, which raises whichever append of the group failed)."""
+    from shotx.client import protocol
+    from shotx.server.replies import ReplyMemory
+
+    path = tmp_path / "beside.sqlite3"
+    store = await reopened(path)
+    try:
+        await store.append("r", "t", "1", "1", 1.0, False, 10)
+        await store.flushed()
+        store.db.execute("INSERT INTO room_log (room, offset, id, type, data, ts) VALUES ('r', 2, 'x', 't', '0', 1.0)")
+        failing = await store.append("r", "t", "0", "2", 1.0, False, 10)  # offset 2 is taken: fails at commit
+        reply = protocol.encode_json(protocol.success("done"))
+
+        async def run() -> str:
+            return reply
+
+        assert await ReplyMemory(store).once("p", "m1", run, resent=False) == reply  # one group with the append
+        with pytest.raises(Exception):
+            await store.flushed(failing)
+        assert "could not be remembered" not in caplog.text
+    finally:
+        await store.close()
+    again = await reopened(path)
+    try:
+        assert await again.recall("p", "m1") == reply
     finally:
         await again.close()
 
@@ -442,7 +476,7 @@ async def test_sqlite_gives_the_rooms_of_a_version_2_file_stable_epochs(tmp_path
     db.close()
     first = await opened(SqliteStore(path))
     try:
-        assert first.db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert first.db.execute("PRAGMA user_version").fetchone()[0] == 4  # upgraded to the current version
         bounds = {room: await first.bounds(room) for room in ("logged", "emptied")}
         assert [(b.head, b.floor, b.delivered) for b in bounds.values()] == [(2, 0, 1), (5, 5, 5)]
         assert bounds["logged"].epoch and bounds["emptied"].epoch and bounds["logged"].epoch != bounds["emptied"].epoch

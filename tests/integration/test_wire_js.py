@@ -1,6 +1,7 @@
 """Wire compatibility: the npm socket.io-client, speaking Shotx, against our server."""
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -64,3 +65,30 @@ async def test_js_shotx_peer_cannot_tell_our_server_from_the_original(start_serv
     assert seen["leave"]["meta"] == {"success": True}
     assert seen["lateJoin"]["meta"] == {"success": True} and seen["late"] == [1, 2, 3]
     assert (seen["badToken"], seen["noToken"], seen["throws"]) == ("AUTH_FAIL", "AUTH_NULL", "AUTH_ERROR")
+
+
+def file_routes(sx):
+    sx.on_message("file_route", lambda data, socket: {"sha": hashlib.sha256(data).hexdigest(), "back": data[::-1]})
+
+    async def publish_file(data, socket):
+        return await sx.to("files").send("file", {"name": "f.bin", "file": data})
+    sx.on_message("publish_file", publish_file)
+
+
+async def test_js_shotx_peer_sends_a_buffer_and_gets_binary_back(start_server):
+    """``send(type, buffer)``, as the original sends files: a 1 MiB Buffer goes up as a
+    Socket.IO attachment, and the reply and a room message carry bytes back as binary."""
+    if not node_available():
+        pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
+    server = await start_server(file_routes)
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(Path(__file__).with_name("shotx_js_binary_peer.cjs")), server.url,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    seen = json.loads(stdout)
+    assert seen["meta"] == {"success": True} and seen["join"] == {"success": True}
+    assert seen["replySha"] == seen["sent"] == seen["backSha"] == seen["roomSha"]  # the same bytes each way
+    assert seen["replyKind"] == seen["roomKind"] == "Buffer"  # binary, not text or a JSON array of numbers
+    assert seen["roomName"] == "f.bin"

@@ -31,10 +31,10 @@ class YieldingStore:
         for _ in range(self.turns):
             await asyncio.sleep(0)
 
-    async def _call(self, name: str, *args: Any) -> Any:
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         self.calls.append(name)
         await self._yield()
-        result = await getattr(self.inner, name)(*args)
+        result = await getattr(self.inner, name)(*args, **kwargs)
         await self._yield()
         return result
 
@@ -44,8 +44,8 @@ class YieldingStore:
     async def close(self) -> None:
         await self._call("close")
 
-    async def append(self, *args: Any) -> Any:
-        return await self._call("append", *args)
+    async def append(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("append", *args, **kwargs)
 
     async def flushed(self) -> None:
         await self._call("flushed")
@@ -65,9 +65,8 @@ class YieldingStore:
     async def remember(self, *args: Any) -> None:
         await self._call("remember", *args)
 
-    async def recall(self, principal: str, message_id: str) -> str | None:
-        found = await self._call("recall", principal, message_id)
-        return None if found is None else str(found)
+    async def recall(self, principal: str, message_id: str) -> Any:
+        return await self._call("recall", principal, message_id)
 
     async def forget_replies_before(self, ts: float) -> int:
         return int(await self._call("forget_replies_before", ts))

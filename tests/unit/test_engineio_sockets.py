@@ -104,3 +104,22 @@ def test_the_event_handling_start_events_eagerly_replaces():
         f"python-socketio's _handle_event changed: compare it with start_events_eagerly ({SEAM})"
     assert "await self._handle_event(eio_sid" in inspect.getsource(AsyncServer._handle_eio_message), SEAM
     assert socketio.AsyncServer(async_mode="aiohttp").async_handlers is True, SEAM
+
+
+def test_session_ids_come_from_generate_id_in_engineio_and_socketio():
+    """tag_session_ids replaces ``generate_id`` on the server: the handshake and
+    python-socketio's namespace connect must both take their sids from it."""
+    import socketio
+    from socketio.base_manager import BaseManager
+
+    from shotx.server.engineio_sockets import tag_session_ids
+
+    server = engineio.AsyncServer(async_mode="aiohttp")
+    tag_session_ids(server, 4)
+    first, second = server.generate_id(), server.generate_id()
+    assert first.startswith("4.") and second.startswith("4.") and first != second
+    handshake = inspect.getsource(engineio.AsyncServer._handle_connect)
+    assert "self.generate_id()" in handshake, f"engine.io's handshake no longer calls generate_id(): {SEAM}"
+    assert "self.server.eio.generate_id()" in inspect.getsource(BaseManager.pre_connect), \
+        f"python-socketio no longer takes namespace sids from eio.generate_id(): {SEAM}"
+    assert socketio.AsyncServer(async_mode="aiohttp").eio.generate_id().count(".") == 0
