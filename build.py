@@ -46,7 +46,7 @@ DIST = WEB / "dist"
 WHEEL_CACHE = ROOT / "build" / "pyodide-wheels"
 
 MIN_PYTHON = (3, 12)
-PROJECT_EXTRAS = ".[test,redis]"
+PROJECT_EXTRAS = ".[test,redis,fast]"
 PACKAGE_FOLDERS = ("server", "browser_client")
 # Tools the build itself needs beyond the project's own dependencies.
 TOOL_REQUIREMENTS = ("pyodide-build==0.39.2", "pyodide-lock[wheel]==0.2.1")

@@ -39,6 +39,7 @@ from engineio import packet as engineio_packet  # type: ignore[import-untyped]
 
 from shotx.client import protocol
 
+from .engineio_sockets import send_to_many
 from .store import LogEntry
 
 # A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
@@ -261,7 +262,5 @@ class RoomMessageSender:
             eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/")]
         else:
             eio_sids = [eio_sid for _, eio_sid in self.sio.manager.get_participants("/", room)]
-        for eio_sid in eio_sids:
-            if eio_sid is not None:
-                for frame in frames:  # a binary event's frames back to back: nothing of ours comes between
-                    await self.sio.eio.send_packet(eio_sid, frame)
+        await send_to_many(self.sio.eio, eio_sids, frames)  # encoded once for every member; a binary
+        # event's frames back to back to each: nothing of ours comes between

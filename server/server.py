@@ -23,7 +23,7 @@ from aiohttp import web
 
 from shotx.client import binary, protocol
 
-from .engineio_sockets import close_every_socket_now
+from .engineio_sockets import close_every_socket_now, start_events_eagerly, use_direct_sockets
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
@@ -93,7 +93,8 @@ class SxServer:
                  retention_interval: float = 60.0, reply_window: float = 86_400.0,
                  handler_timeout: float | None = None, at_most_once: bool = False,
                  principal: Callable[[Any, SxSocket], str] | None = None, limits: Limits | None = None,
-                 client_manager: Any = None, **socketio_options: Any) -> None:
+                 client_manager: Any = None, websocket_compression: bool = True,
+                 **socketio_options: Any) -> None:
         if not isinstance(app, web.Application):
             raise TypeError("SxServer needs an aiohttp web.Application to attach to")
         if not isinstance(retention_max_messages, int) or retention_max_messages < 1:
@@ -135,6 +136,10 @@ class SxServer:
             options["client_manager"] = client_manager
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
+        # frames written straight to the WebSocket when nothing is queued; permessage-deflate
+        # as the client offers it unless websocket_compression=False (engineio_sockets.py says why)
+        use_direct_sockets(self.sio.eio, compression=websocket_compression)
+        start_events_eagerly(self.sio)
         self.room_messages = RoomMessageSender(self.sio)
         self.shared = (SharedDelivery(self.store, self.room_locks, self._send_to_members, self.has_members,
                                       self._send_members_away)

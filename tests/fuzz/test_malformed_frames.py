@@ -141,8 +141,6 @@ def test_a_payload_the_client_accepts_gets_its_reply(loop_thread: LoopThread, se
     assert loop_thread.run(go()) == data
 
 
-@pytest.mark.xfail(strict=True, reason="Engine.IO decodes a frame outside its try (async_socket.py "
-                   "_websocket_handler): the socket stays open on the server until the ping timeout (reported)")
 @pytest.mark.parametrize("frame", ["", "x"], ids=["empty text", "not an engine.io type"])
 def test_engineio_garbage_leaves_no_ghost_socket(loop_thread: LoopThread, server: FuzzServer, frame: str) -> None:
     closed = exchange(loop_thread, server, [frame])

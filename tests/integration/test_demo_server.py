@@ -50,3 +50,36 @@ async def test_private_rooms_keep_user_rooms_to_their_user_and_the_rest_open(tmp
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_the_demo_server_runs_on_uvloop_when_installed_and_serves(tmp_path):
+    """``python -m shotx.server`` picks uvloop (the ``fast`` extra, in the test venv) and the
+    fast path works on its transports: a message's ack and a room message arrive."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+
+    from shotx.client import SxClient
+
+    proc = subprocess.Popen([sys.executable, "-m", "shotx.server", "--port", "0", "--store", "memory",
+                             "--interval", "0", "--web", "/dev/null", "--verbose"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[-1]
+        logged = [proc.stderr.readline() for _ in range(1)]
+        assert "event loop: uvloop" in logged[0], logged
+        client = SxClient(url)
+        arrived = asyncio.Event()
+        client.on_message("notification", lambda data, meta: arrived.set() if data == {"n": 2} else None)
+        try:
+            await client.connect("valid")
+            assert (await client.send("test_route", {"n": 1}))["data"] == {"n": 1}
+            await client.join("user-room")
+            await client.send("publish", {"n": 2})
+            await asyncio.wait_for(arrived.wait(), 10)
+        finally:
+            await client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0

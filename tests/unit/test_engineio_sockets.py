@@ -38,6 +38,74 @@ def test_a_none_in_the_queue_ends_the_writer_after_what_was_queued_before_it():
         f"the WebSocket writer no longer closes the WebSocket when poll() returns nothing: {SEAM}"
 
 
+# ---- the WebSocket fast path (DirectSocket, use_direct_sockets, send_to_many) -----------------
+
+PINNED = {"python-engineio": "4.15.1", "python-socketio": "5.18.1", "aiohttp": "3.14.5"}
+
+
+def test_the_pinned_versions_are_the_ones_the_seam_was_written_against():
+    from importlib.metadata import version
+    found = {name: version(name) for name in PINNED}
+    assert found == PINNED, (f"{found} installed, {PINNED} read: re-read python-engineio's AsyncSocket "
+                             f"(send, _upgrade_websocket, _websocket_handler), its aiohttp driver and "
+                             f"aiohttp's WebSocketWriter.send_frame against {SEAM}, then update PINNED")
+
+
+def test_the_socket_attributes_and_methods_direct_socket_uses():
+    server = engineio.AsyncServer(async_mode="aiohttp")
+    socket = AsyncSocket(server, "sid")
+    for name in ("queue", "connected", "upgraded", "upgrading", "closing", "closed", "last_ping"):
+        assert hasattr(socket, name), f"AsyncSocket has no {name} any more: {SEAM}"
+    assert list(inspect.signature(AsyncSocket._upgrade_websocket).parameters) == ["self", "environ"], SEAM
+    assert list(inspect.signature(AsyncSocket.send).parameters) == ["self", "pkt"], SEAM
+    assert "getattr(self, '_upgrade_' + transport)" in inspect.getsource(AsyncSocket.handle_get_request), \
+        f"handle_get_request no longer calls _upgrade_<transport>: {SEAM}"
+    for name in ("ping_interval", "ping_timeout", "max_http_buffer_size", "reason", "logger"):
+        assert hasattr(server, name), f"engineio.AsyncServer has no {name}: {SEAM}"
+
+
+def test_the_connect_event_comes_after_the_socket_exists_and_before_its_transport_starts():
+    from engineio.async_server import AsyncServer
+    source = inspect.getsource(AsyncServer._handle_connect)
+    made, connect, transport = (source.index("self.sockets[sid] = s"),
+                                source.index("self._trigger_event('connect'"),
+                                source.index("s.handle_get_request(environ)"))
+    assert made < connect < transport, f"use_direct_sockets swaps the class at 'connect': {SEAM}"
+
+
+def test_python_socketio_handles_the_engineio_connect_event_through_eio_on():
+    import socketio
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    assert sio.eio.handlers["connect"] == sio._handle_eio_connect, \
+        f"python-socketio no longer registers its Engine.IO connect handler with eio.on: {SEAM}"
+
+
+def test_aiohttp_puts_a_whole_uncompressed_frame_into_the_transport_before_it_waits_for_a_drain():
+    from aiohttp import web
+    from aiohttp._websocket.writer import WebSocketWriter
+    source = inspect.getsource(WebSocketWriter.send_frame)
+    assert source.index("self._write_websocket_frame(message, opcode, 0)") < source.index("_drain_helper()"), \
+        f"a direct write that waits for a drain could be overtaken: {SEAM}"
+    parameters = inspect.signature(web.WebSocketResponse).parameters
+    assert {"compress", "max_msg_size"} <= set(parameters), SEAM
+    assert list(inspect.signature(web.WebSocketResponse.send_frame).parameters)[:3] == \
+        ["self", "message", "opcode"], SEAM
+
+
+def test_the_event_handling_start_events_eagerly_replaces():
+    import socketio
+    from socketio.async_server import AsyncServer
+    assert list(inspect.signature(AsyncServer._handle_event).parameters) == \
+        ["self", "eio_sid", "namespace", "id", "data"], SEAM
+    assert list(inspect.signature(AsyncServer._handle_event_internal).parameters) == \
+        ["self", "server", "sid", "eio_sid", "data", "namespace", "id"], SEAM
+    source = inspect.getsource(AsyncServer._handle_event)
+    assert "self.start_background_task(\n                self._handle_event_internal" in source, \
+        f"python-socketio's _handle_event changed: compare it with start_events_eagerly ({SEAM})"
+    assert "await self._handle_event(eio_sid" in inspect.getsource(AsyncServer._handle_eio_message), SEAM
+    assert socketio.AsyncServer(async_mode="aiohttp").async_handlers is True, SEAM
+
+
 def test_session_ids_come_from_generate_id_in_engineio_and_socketio():
     """tag_session_ids replaces ``generate_id`` on the server: the handshake and
     python-socketio's namespace connect must both take their sids from it."""

@@ -1,0 +1,128 @@
+"""The WebSocket fast path (server/engineio_sockets.py) on a real server over real sockets.
+
+Frames go straight to the WebSocket when nothing is queued, through
+engine.io's queue otherwise; permessage-deflate as aiohttp accepts it unless
+``websocket_compression=False``.
+What must not change: every member gets every room message once, in order,
+even while another member has stopped reading; the upgrade from
+long-polling still works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import socketio
+
+from shotx.server.engineio_sockets import DirectSocket
+
+ENGINEIO_WS = "/shotx/?EIO=4&transport=websocket"
+
+
+async def raw_member(http: aiohttp.ClientSession, url: str, **options: Any) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket that has done the Engine.IO and Socket.IO handshakes (and read auth_success)."""
+    ws = await http.ws_connect(url.replace("http", "ws") + ENGINEIO_WS, **options)
+    assert (await ws.receive_str()).startswith("0")  # engine.io open
+    await ws.send_str('40{"token":"valid"}')
+    assert (await ws.receive_str()).startswith("40")  # socket.io connect
+    assert (await ws.receive_str()).startswith('42["auth_success"')
+    return ws
+
+
+async def offsets_read(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[int]:
+    """The room offsets of the next ``count`` room messages (answering engine.io pings)."""
+    offsets: list[int] = []
+    while len(offsets) < count:
+        text = await ws.receive_str()
+        if text == "2":
+            await ws.send_str("3")
+        elif text.startswith('42["message"'):
+            offsets.append(json.loads(text[2:])[1]["meta"]["offset"])
+    return offsets
+
+
+async def test_compression_off_when_asked_for_as_in_node(start_server):
+    server = await start_server(websocket_compression=False)
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url, compress=15)  # offers permessage-deflate
+        assert ws.compress == 0
+        await ws.close()
+
+
+async def test_compression_by_default_and_compressed_frames_stay_in_order(start_server):
+    """Frames past aiohttp's 16 KiB are compressed in its executor (the write waits);
+    those after them must not overtake them (compressed frames go through engine.io's writer)."""
+    server = await start_server()
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url, compress=15)
+        assert ws.compress == 15
+        assert not next(iter(server.sx.sio.eio.sockets.values())).may_write_now()
+        sid = next(iter(server.sx.sockets))
+        await server.sx.sio.enter_room(sid, "zipped")
+        for n in range(60):
+            await server.sx.to("zipped").send("n", {"n": n, "pad": "z" * (n % 3 * 20_000)})
+        assert await offsets_read(ws, 60) == list(range(1, 61))
+        await ws.close()
+
+
+async def test_an_idle_socket_is_written_directly(start_server):
+    """Once connected, a WebSocket's frames skip engine.io's queue and writer."""
+    server = await start_server()
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url)
+        socket = next(iter(server.sx.sio.eio.sockets.values()))
+        assert isinstance(socket, DirectSocket) and socket.may_write_now()
+        await server.sx.sio.enter_room(next(iter(server.sx.sockets)), "direct")
+        await server.sx.to("direct").send("n", 1)
+        assert socket.queue.empty()
+        assert await offsets_read(ws, 1) == [1]
+        await ws.close()
+
+
+async def test_a_member_that_stopped_reading_holds_up_nobody_and_gets_everything_in_order(start_server, wait_until):
+    """The stuck member's frames queue up behind the one whose drain it never allows;
+    the sends, and the live member, go on meanwhile; once it reads again, it gets
+    every message once, in order (frames written directly and from the queue)."""
+    server = await start_server()
+    sx = server.sx
+    big = "x" * 1_000_000
+    async with aiohttp.ClientSession() as http:
+        stuck = await raw_member(http, server.url, max_msg_size=0)
+        await sx.sio.enter_room(next(iter(sx.sockets)), "jam")
+        live = await raw_member(http, server.url, max_msg_size=0)
+        await sx.sio.enter_room(next(sid for sid in sx.sockets if sid not in sx.sio.manager.rooms["/"]["jam"]),
+                                "jam")
+        live_offsets = asyncio.ensure_future(offsets_read(live, 60))
+        for n in range(30):  # 30 MB: far past what loopback buffers hold for the stuck member
+            await asyncio.wait_for(sx.to("jam").send("big", big), 10)
+        stuck_socket = next(s for s in sx.sio.eio.sockets.values() if not s.may_write_now())
+        assert not stuck_socket.queue.empty(), "the stuck member's frames should be queued by now"
+        for n in range(30):
+            await asyncio.wait_for(sx.to("jam").send("small", n), 10)
+        assert await asyncio.wait_for(live_offsets, 30) == list(range(1, 61))
+        assert await asyncio.wait_for(offsets_read(stuck, 60), 30) == list(range(1, 61))
+        await stuck.close()
+        await live.close()
+
+
+async def test_the_upgrade_from_long_polling_still_works(start_server, wait_until):
+    server = await start_server()
+    client = socketio.AsyncClient(reconnection=False)
+    got: list[Any] = []
+    client.on("message", got.append)
+    try:
+        await client.connect(server.url, auth={"token": "valid"}, socketio_path="shotx",
+                             transports=["polling", "websocket"])
+        await wait_until(lambda: client.transport() == "websocket")
+        reply = await client.call("message", {"meta": {"type": "sx_join", "id": "j1"}, "data": {"room": "up"}})
+        assert reply["meta"]["success"], reply
+        socket = next(iter(server.sx.sio.eio.sockets.values()))
+        await wait_until(socket.may_write_now)
+        await server.sx.to("up").send("n", 7)
+        await wait_until(lambda: len(got) == 1)
+        assert got[0]["data"] == 7 and got[0]["meta"]["offset"] == 1
+    finally:
+        await client.disconnect()
