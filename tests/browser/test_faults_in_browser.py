@@ -9,6 +9,9 @@ Checked from both sides. The server: every send ran exactly once, in send
 order. The page: every room message arrived, in order, none missing, none
 twice (a message may come again only right after a reload: it was handled
 before the reload but its offset not yet stored, as the README states).
+What a page life handled is read at its ``pagehide``: ``location.reload()``
+only starts the navigation, and the old document handles messages (and
+stores their offsets) until the new one commits.
 
 What the killed process ran is read from what it left: the ``/demo/handled``
 list just before the kill plus the replies it made durable (its SQLite
@@ -32,7 +35,7 @@ import uuid
 from pathlib import Path
 
 from demo_page import LOAD, outbox_size, page_url, publish, texts_handled
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, Route, WebSocket, expect
 
 SEED = int(os.environ.get("SHOTX_FAULT_SEED", "20261201"))
 ROUNDS = 7
@@ -40,10 +43,55 @@ KILL_BATCH = 200  # large enough that the kill lands mid-flush
 FLUSH_DONE = 60_000  # backoff after an offline spell is at most a few seconds
 
 
-SNAPSHOT_AND_RELOAD = """() => {
-  const shown = [...document.querySelectorAll("#messages li")].map((item) => Number(item.dataset.n));
-  sessionStorage.setItem("shotx-faults-life", JSON.stringify(shown));
+# location.reload() only starts the navigation: until the new document commits, the old one
+# goes on handling room messages and storing their offsets (a run saw 14-18 handled after a
+# reading taken in the same step as the reload). So a life is read at its pagehide, the last
+# point where the old document runs script: any offset it stored belongs to a message shown by then.
+RELOAD_AND_RECORD_LIFE = """() => {
+  sessionStorage.removeItem("shotx-faults-life");
+  addEventListener("pagehide", () => {
+    const shown = [...document.querySelectorAll("#messages li")].map((item) => Number(item.dataset.n));
+    sessionStorage.setItem("shotx-faults-life", JSON.stringify(shown));
+  });
   location.reload();
+}"""
+
+
+# The deterministic test's levers, inside the page (Playwright's own waits wait for a pending
+# navigation to end). HOLD_ROOM_WRITES keeps a readwrite transaction on the rooms store busy,
+# so the inbox stops at the first offset write and later messages wait in its queue, until
+# beforeunload (location.reload() fires it), which also records what the page showed then.
+HOLD_ROOM_WRITES = """(db) => new Promise((resolve, reject) => {
+  let held = true;
+  addEventListener("beforeunload", () => {
+    held = false;
+    const shown = [...document.querySelectorAll("#messages li")].map((item) => Number(item.dataset.n));
+    sessionStorage.setItem("shotx-test-shown-at-reload", JSON.stringify(shown));
+  });
+  const open = indexedDB.open(db);
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const rooms = open.result.transaction("rooms", "readwrite").objectStore("rooms");
+    const spin = () => { if (held) rooms.count().onsuccess = spin; };
+    rooms.count().onsuccess = () => { resolve(); spin(); };
+  };
+})"""
+# Calls shotx_test_stored() once message n is shown and its offset committed to IndexedDB.
+SIGNAL_WHEN_STORED = """([db, room, n]) => {
+  const stored = () => {
+    const open = indexedDB.open(db);
+    open.onsuccess = () => {
+      const get = open.result.transaction("rooms", "readonly").objectStore("rooms").get(room);
+      get.onsuccess = () => {
+        open.result.close();
+        if (get.result && get.result.offset >= n) shotx_test_stored(); else setTimeout(stored, 20);
+      };
+    };
+  };
+  const watch = new MutationObserver(() => {
+    if (document.querySelector(`#messages li[data-n="${n}"]`)) { watch.disconnect(); stored(); }
+  });
+  watch.observe(document.querySelector("#messages"), {childList: true});
 }"""
 
 
@@ -105,11 +153,16 @@ class Run:
         self.figures["offline"] += 1
 
     def reload(self) -> None:
-        """Read what this life showed and reload in one synchronous step of the page, so that
-        no message is handled (and its offset stored) between the reading and the reload."""
+        """Reload; what this life showed is read at its pagehide, after its last handler ran."""
         with self.page.expect_navigation():
-            self.page.evaluate(SNAPSHOT_AND_RELOAD)
-        self.lives.append(json.loads(self.page.evaluate("() => sessionStorage.getItem('shotx-faults-life')")))
+            self.page.evaluate(RELOAD_AND_RECORD_LIFE)
+        self.record_life()
+
+    def record_life(self) -> None:
+        """Once the reloaded page is there: take what the last life showed, wait for the new one."""
+        life = self.page.evaluate("() => sessionStorage.getItem('shotx-faults-life')")
+        assert life is not None, "the reloaded page's pagehide left no record of what it showed"
+        self.lives.append(json.loads(life))
         wait_connected(self.page)
         self.figures["reloads"] += 1
 
@@ -204,3 +257,49 @@ def test_nothing_lost_nothing_twice_under_offline_spells_reloads_and_a_kill(
           "twice outside the crash window 0, "
           f"twice in the crash window {figures['twice_in_crash_window']}, "
           f"room messages again right after a reload {figures['room_again_after_reload']}")
+
+
+def test_a_message_handled_after_location_reload_counts_in_the_life_that_handled_it(
+    context: BrowserContext, page: Page, start_server, net_log, console_log
+) -> None:
+    """The window the fault test's bookkeeping must cover, made certain. Room messages 2 and 3
+    reach the page while its offset writes are held: 2 is shown, 3 waits in the inbox. The page
+    reloads; its reload's document request is held until the old page has shown 3 and stored
+    its offset. The new life rejoins after 3, so 3 counts only if the old life is read at its
+    pagehide (a reading taken with location.reload() shows [1, 2] and calls 3 missing)."""
+    run = Run(context, page, start_server)
+    sockets: list[WebSocket] = []
+
+    def watch(socket: WebSocket) -> None:
+        sockets.append(socket)
+
+    page.on("websocket", watch)
+    page.goto(run.url)
+    wait_connected(page)
+    run.publish()
+    expect(page.locator("#received")).to_have_text("1", timeout=10_000)
+    db, address, held, signalled = run.url.split("db=")[1], page.url, [], []
+
+    def hold(route: Route) -> None:  # left unhandled: the reload waits until go_on
+        held.append(route)
+
+    def go_on() -> None:
+        signalled.append(True)
+        held[0].fallback()
+
+    page.route(lambda url: url == address, hold, times=1)
+    page.expose_function("shotx_test_stored", go_on)
+    page.evaluate(HOLD_ROOM_WRITES, db)
+    page.evaluate(SIGNAL_WHEN_STORED, [db, run.room, 3])
+    with sockets[-1].expect_event("framereceived", lambda frame: '"offset":3' in str(frame)):
+        run.publish()
+        run.publish()
+    expect(page.locator('#messages li[data-n="2"]')).to_have_count(1, timeout=10_000)
+    run.reload()
+    assert signalled and len(held) == 1
+    assert page.evaluate("() => sessionStorage.getItem('shotx-test-shown-at-reload')") == "[1,2]"
+    assert run.lives == [[1, 2, 3]], "the old page's life, read at its pagehide"
+    run.publish()
+    final = run.settle()
+    assert final == [4], f"the new life got {final}: it should rejoin after the stored offset 3"
+    assert check_room(run, final) == {"room_again_after_reload": 0}
