@@ -36,7 +36,7 @@ SX = web.AppKey("sx", SxServer)
 
 
 def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False,
-              limits: Limits | None = None) -> web.Application:
+              limits: Limits | None = None, print_handled: bool = False) -> web.Application:
     app = web.Application()
     sx = SxServer(app, store=store, limits=limits)
     if private_rooms:
@@ -54,6 +54,8 @@ def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: 
     async def test_route(data: Any, socket: SxSocket) -> dict[str, Any]:
         handled.append(data)
         del handled[:-10_000]
+        if print_handled:  # a test that SIGKILLs the server reads what it ran from here
+            print("HANDLED " + json.dumps(data, default=_describe_bytes), flush=True)
         return {"status": "ok", "data": data, "auth": socket.auth}
 
     @sx.on_message("publish")
@@ -159,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--message-burst", type=int, default=Limits.message_burst, help="with --messages-per-second")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes serving one port (more than 1 needs a redis:// store)")
+    parser.add_argument("--print-handled", action="store_true",
+                        help="print a line 'HANDLED <data>' for every test_route run (for tests that kill the server)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     limits = Limits(messages_per_second=args.messages_per_second, message_burst=args.message_burst)
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_workers(factory, workers=args.workers, sock=sock, on_ready=lambda port: print(
             f"Shotx demo server listening on http://{host}:{port} ({args.workers} workers)", flush=True)))
     app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms,
-                    limits)
+                    limits, args.print_handled)
     loop = event_loop()
     logging.getLogger("shotx.server").info("event loop: %s", type(loop).__module__)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)

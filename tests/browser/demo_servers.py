@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import json
 import queue
 import re
 import signal
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,9 @@ class DemoServer:
     store: Path | str
     url: str = ""
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    # Every 'HANDLED <data>' line (--print-handled), complete once the output has ended.
+    handled_lines: list[Any] = field(default_factory=list)
+    output_ended: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def start(cls, store: Path | str, web: Path, port: int = 0, options: Sequence[str] = ()) -> DemoServer:
@@ -85,7 +90,10 @@ class DemoServer:
             assert self.process.stdout is not None
             for line in self.process.stdout:
                 self.output.append(line.rstrip("\n"))
+                if line.startswith("HANDLED "):
+                    self.handled_lines.append(json.loads(line[len("HANDLED "):]))
                 lines.put(line)
+            self.output_ended.set()
             lines.put(None)
 
         threading.Thread(target=pump, name="demo-server-output", daemon=True).start()
@@ -119,3 +127,10 @@ class DemoServer:
         """SIGKILL, as a crash would; for tests of what survives one."""
         self.process.kill()
         self.process.wait()
+
+    def handled_until_the_end(self) -> list[Any]:
+        """What ``--print-handled`` printed, read to the end of the output (the process has ended)."""
+        assert self.process.poll() is not None, "the server still runs: its output has not ended"
+        if not self.output_ended.wait(STOP_TIMEOUT):
+            raise RuntimeError("the server's output did not end after the process did")
+        return list(self.handled_lines)

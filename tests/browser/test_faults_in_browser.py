@@ -13,9 +13,10 @@ What a page life handled is read at its ``pagehide``: ``location.reload()``
 only starts the navigation, and the old document handles messages (and
 stores their offsets) until the new one commits.
 
-What the killed process ran is read from what it left: the ``/demo/handled``
-list just before the kill plus the replies it made durable (its SQLite
-``replies`` table), since a SIGKILL takes the in-memory list with it. A
+What the killed process ran is read from what it left: the line it printed
+for every handler it ran (``--print-handled``; the kill follows the wait at
+once, so the flush cannot end between the two) plus the replies it made
+durable (its SQLite ``replies`` table). A
 handler that ran in the last moment before the kill without its reply
 becoming durable runs again after the restart: that is the documented crash
 window, counted and printed apart, never asserted away.
@@ -40,7 +41,9 @@ from playwright.sync_api import BrowserContext, Page, Route, WebSocket, expect
 SEED = int(os.environ.get("SHOTX_FAULT_SEED", "20261201"))
 ROUNDS = 7
 KILL_BATCH = 200  # large enough that the kill lands mid-flush
-FLUSH_DONE = 60_000  # backoff after an offline spell is at most a few seconds
+FLUSH_DONE = 60_000
+# the server prints each test_route it runs, so that what a SIGKILLed one ran is known to its last line
+PRINT_HANDLED = ["--print-handled"]  # backoff after an offline spell is at most a few seconds
 
 
 # location.reload() only starts the navigation: until the new document commits, the old one
@@ -126,7 +129,7 @@ class Run:
     def __init__(self, context: BrowserContext, page: Page, start_server) -> None:
         self.rng = random.Random(SEED)
         self.context, self.page, self.start_server = context, page, start_server
-        self.server = start_server()
+        self.server = start_server(options=PRINT_HANDLED)
         tag = uuid.uuid4().hex[:6]
         self.prefix, self.room = f"f{tag}-", f"faults-{tag}"
         self.url = page_url(self.server.url, room=self.room, db=f"faults-{tag}")
@@ -171,12 +174,13 @@ class Run:
         old, left = self.server, round(batch * self.rng.uniform(0.3, 0.7))
         self.page.wait_for_function("(n) => Number(document.querySelector('#queued').textContent) <= n",
                                     arg=left, polling="raf", timeout=FLUSH_DONE)
-        self.before_kill = texts_handled(old.url, self.prefix)
-        old.kill()
+        old.kill()  # at once: what it ran is read from its output afterwards, not by a request that lets the flush go on
         self.figures["queued_at_kill"] = int(self.page.locator("#queued").text_content() or "0")
+        self.before_kill = [d["text"] for d in old.handled_until_the_end()
+                            if isinstance(d, dict) and str(d.get("text", "")).startswith(self.prefix)]
         assert self.figures["queued_at_kill"] > 0, "the flush ended before the kill: it tested nothing"
         self.durable_before_kill = set(durable_reply_texts(Path(old.store), self.prefix))
-        self.server = self.start_server(store=old.store, port=old.port)
+        self.server = self.start_server(store=old.store, port=old.port, options=PRINT_HANDLED)
         self.figures["kills"] += 1
 
     def play(self) -> None:
