@@ -70,6 +70,19 @@ class Ticker:
             await self._task
 
 
+async def timed_pass(name: str, run: Any) -> dict[str, float]:
+    """One pass (``await run()``) with the ticker beside it: its rows, times and the longest loop stall."""
+    ticker = Ticker()
+    with ticker:
+        wall, cpu = time.perf_counter(), time.process_time()
+        rows = await run()
+        figures = {f"{name}_rows": rows, f"{name}_s": time.perf_counter() - wall,
+                   f"{name}_cpu_s": time.process_time() - cpu}
+    await ticker.stopped()
+    return figures | {f"{name}_longest_ms": ticker.longest * 1000,
+                      f"{name}_longest_cpu_ms": ticker.longest_cpu * 1000, f"{name}_turns": ticker.turns}
+
+
 def build_sqlite(path: Path, rows: int, rooms: int, replies: int) -> float:
     """The file, written straight through sqlite3 (the passes are measured, not the build)."""
     asyncio.run(_create(path))  # tables and indexes as the store makes them
@@ -108,16 +121,7 @@ async def measure_sqlite(path: Path, cutoff: float) -> dict[str, float]:
     try:
         for name, run in (("retention", lambda: store.drop_older_than(cutoff)),
                           ("expiry", lambda: store.forget_replies_before(cutoff))):
-            ticker = Ticker()
-            with ticker:
-                wall, cpu = time.perf_counter(), time.process_time()
-                figures[f"{name}_rows"] = await run()
-                figures[f"{name}_s"] = time.perf_counter() - wall
-                figures[f"{name}_cpu_s"] = time.process_time() - cpu
-            await ticker.stopped()
-            figures[f"{name}_longest_ms"] = ticker.longest * 1000
-            figures[f"{name}_longest_cpu_ms"] = ticker.longest_cpu * 1000
-            figures[f"{name}_turns"] = ticker.turns
+            figures.update(await timed_pass(name, run))
     finally:
         await store.close()
     return figures
@@ -181,16 +185,7 @@ async def measure_redis(url: str, rows: int, rooms: int, replies: int) -> dict[s
                 finally:
                     longest[0] = max(longest[0], time.perf_counter() - start)
             store._scripts[script] = timed
-            ticker = Ticker()
-            with ticker:
-                wall, cpu = time.perf_counter(), time.process_time()
-                figures[f"{name}_rows"] = await run()
-                figures[f"{name}_s"] = time.perf_counter() - wall
-                figures[f"{name}_cpu_s"] = time.process_time() - cpu
-            await ticker.stopped()
-            figures[f"{name}_longest_ms"] = ticker.longest * 1000
-            figures[f"{name}_longest_cpu_ms"] = ticker.longest_cpu * 1000
-            figures[f"{name}_turns"] = ticker.turns
+            figures.update(await timed_pass(name, run))
             figures[f"{name}_longest_script_ms"] = longest[0] * 1000
     finally:
         async for key in store.redis.scan_iter(match=f"{prefix}:*", count=1000):
