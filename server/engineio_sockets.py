@@ -64,6 +64,7 @@ from aiohttp import WSMsgType, web
 from engineio import exceptions, packet  # type: ignore[import-untyped]
 from engineio.async_socket import AsyncSocket  # type: ignore[import-untyped]
 
+from .memory_release import MemoryRelease
 from .sticky import tagged_sid
 
 
@@ -352,6 +353,20 @@ def use_direct_sockets(eio: Any, *, compression: bool) -> None:
 
     eio.on("connect", adopt)
     eio._service_task = lambda: _service_task(eio)
+    release_memory_after_disconnects(eio, MemoryRelease())
+
+
+def release_memory_after_disconnects(eio: Any, release: MemoryRelease) -> None:
+    """Count every Engine.IO disconnect (after python-socketio's own handler) for ``release``'s passes."""
+    socketio_disconnect = eio.handlers["disconnect"]
+
+    async def gone(eio_sid: str, reason: Any) -> Any:
+        try:
+            return await socketio_disconnect(eio_sid, reason)
+        finally:
+            release.connection_closed()
+
+    eio.on("disconnect", gone)
 
 
 async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any]) -> None:
