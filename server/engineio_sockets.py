@@ -46,6 +46,13 @@ WebSocket transport replaced:
   client's asynchronous inflate kept them apart. Browsers dispatch each
   WebSocket message as a task of its own.
 
+**Closed sockets freed at once** (issue 10 point 3). engine.io kept every
+closed socket alive for up to 25 s (its ping task sleeps ``ping_interval``
+and is never cancelled: :class:`DirectSocket` cancels it on close) and up
+to 20 s (its service task walks a copy of every socket for a whole
+``ping_timeout``: ours walks the sids). Every disconnect is counted for
+``memory_release.py``, which gives freed memory back after many.
+
 Long-polling and the upgrade from it are engine.io's own, unchanged.
 :func:`use_direct_sockets` makes every new Engine.IO socket of a server a
 :class:`DirectSocket` (at the Engine.IO ``connect`` event, before its
