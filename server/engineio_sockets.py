@@ -51,7 +51,7 @@ closed socket alive for up to 25 s (its ping task sleeps ``ping_interval``
 and is never cancelled: :class:`DirectSocket` cancels it on close) and up
 to 20 s (its service task walks a copy of every socket for a whole
 ``ping_timeout``: ours walks the sids). Every disconnect is counted for
-``memory_release.py``, which gives freed memory back after many.
+``memory_release.py``, which gives freed memory back to the system after many.
 
 Long-polling and the upgrade from it are engine.io's own, unchanged.
 :func:`use_direct_sockets` makes every new Engine.IO socket of a server a
