@@ -46,6 +46,13 @@ WebSocket transport replaced:
   client's asynchronous inflate kept them apart. Browsers dispatch each
   WebSocket message as a task of its own.
 
+**Closed sockets freed at once** (issue 10 point 3). engine.io kept every
+closed socket alive for up to 25 s (its ping task sleeps ``ping_interval``
+and is never cancelled: :class:`DirectSocket` cancels it on close) and up
+to 20 s (its service task walks a copy of every socket for a whole
+``ping_timeout``: ours walks the sids). Every disconnect is counted for
+``memory_release.py``, which gives freed memory back to the system after many.
+
 Long-polling and the upgrade from it are engine.io's own, unchanged.
 :func:`use_direct_sockets` makes every new Engine.IO socket of a server a
 :class:`DirectSocket` (at the Engine.IO ``connect`` event, before its
@@ -64,6 +71,7 @@ from aiohttp import WSMsgType, web
 from engineio import exceptions, packet  # type: ignore[import-untyped]
 from engineio.async_socket import AsyncSocket  # type: ignore[import-untyped]
 
+from .memory_release import MemoryRelease
 from .sticky import tagged_sid
 
 
@@ -103,7 +111,26 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     _ws: web.WebSocketResponse | None = None
     _transport: asyncio.Transport | None = None
     _writing = False  # the writer holds packets taken from the queue and not all written yet
+    _ping: asyncio.Task[None] | None = None  # the pending ping (asleep for ping_interval), cancelled on close
     _draining: set[asyncio.Task[None]]  # direct writes waiting for the client to drain (kept from the GC)
+
+    def schedule_ping(self) -> None:
+        """engine.io's, keeping the ping task so that :meth:`close` can end its sleep.
+
+        engine.io's ``_send_ping`` sleeps ``ping_interval`` (25 s) first and
+        is never cancelled: every closed socket (its queue, its event, what
+        its handler's frames hold) stayed alive until it woke.
+        """
+        if self.last_ping:
+            self.last_ping = None
+            self._ping = self.server.start_background_task(self._send_ping)
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        """engine.io's close, then the pending ping's sleep cancelled (unless the ping is what closes)."""
+        await super().close(wait=wait, abort=abort, reason=reason)
+        ping, self._ping = self._ping, None
+        if ping is not None and ping is not asyncio.current_task():
+            ping.cancel()
 
     def may_write_now(self) -> bool:
         """Whether a packet written now cannot overtake another or wait for the client."""
@@ -271,6 +298,48 @@ class CompressingSocket(DirectSocket):
     compress = True
 
 
+async def _service_task(eio: Any) -> None:
+    """engine.io's ``_service_task`` (drop closed sockets, check each ping timeout), holding sids, not sockets.
+
+    engine.io's iterates over a copy of its sockets for a whole cycle of
+    ``ping_timeout`` (20 s), sleeping between them: every socket of that copy,
+    closed or not, stayed alive until the cycle ended. This one looks each
+    sid up when it comes to it and holds no socket while it sleeps.
+    """
+    loop = asyncio.get_running_loop()
+    stop = eio.service_task_event = eio.create_event()
+    while not stop.is_set():
+        sids = list(eio.sockets)
+        interval = eio.ping_timeout / max(len(sids), 1)
+        try:
+            for sid in sids or [None]:
+                await _service_one(eio, eio.sockets.get(sid))
+                if await _stopped(stop, interval):
+                    return
+        except Exception:
+            if loop.is_closed():
+                return
+            eio.logger.exception("service task exception")
+
+
+async def _service_one(eio: Any, socket: Any) -> None:
+    if socket is None:
+        return
+    if socket.closed:
+        eio.sockets.pop(socket.sid, None)
+    elif not socket.closing:
+        await socket.check_ping_timeout()
+
+
+async def _stopped(stop: asyncio.Event, timeout: float) -> bool:
+    """Whether ``stop`` was set within ``timeout`` seconds (engine.io's shutdown sets it)."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
 def use_direct_sockets(eio: Any, *, compression: bool) -> None:
     """Make every new Engine.IO socket of ``eio`` (aiohttp mode) a :class:`DirectSocket`.
 
@@ -290,6 +359,21 @@ def use_direct_sockets(eio: Any, *, compression: bool) -> None:
         return await socketio_connect(eio_sid, environ)
 
     eio.on("connect", adopt)
+    eio._service_task = lambda: _service_task(eio)
+    release_memory_after_disconnects(eio, MemoryRelease())
+
+
+def release_memory_after_disconnects(eio: Any, release: MemoryRelease) -> None:
+    """Count every Engine.IO disconnect (after python-socketio's own handler) for ``release``'s passes."""
+    socketio_disconnect = eio.handlers["disconnect"]
+
+    async def gone(eio_sid: str, reason: Any) -> Any:
+        try:
+            return await socketio_disconnect(eio_sid, reason)
+        finally:
+            release.connection_closed()
+
+    eio.on("disconnect", gone)
 
 
 async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any]) -> None:

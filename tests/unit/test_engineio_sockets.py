@@ -123,3 +123,34 @@ def test_session_ids_come_from_generate_id_in_engineio_and_socketio():
     assert "self.server.eio.generate_id()" in inspect.getsource(BaseManager.pre_connect), \
         f"python-socketio no longer takes namespace sids from eio.generate_id(): {SEAM}"
     assert socketio.AsyncServer(async_mode="aiohttp").eio.generate_id().count(".") == 0
+
+
+# ---- closed sockets freed at once (issue 10 point 3) ---------------------------------------------
+
+def test_the_ping_task_direct_socket_keeps_and_cancels_on_close():
+    source = inspect.getsource(AsyncSocket.schedule_ping)
+    assert "if self.last_ping:" in source and "self.server.start_background_task(self._send_ping)" in source, \
+        f"AsyncSocket.schedule_ping changed: compare DirectSocket.schedule_ping ({SEAM})"
+    assert inspect.getsource(AsyncSocket._send_ping).index("asyncio.sleep(self.server.ping_interval)") > 0, SEAM
+    assert "return asyncio.ensure_future(" in inspect.getsource(engineio.AsyncServer.start_background_task), \
+        f"start_background_task no longer returns the task DirectSocket cancels: {SEAM}"
+    assert "s.schedule_ping()" in inspect.getsource(engineio.AsyncServer._handle_connect), SEAM
+
+
+def test_the_service_task_use_direct_sockets_replaces():
+    connect = inspect.getsource(engineio.AsyncServer._handle_connect)
+    assert "self.start_background_task(\n                self._service_task)" in connect, \
+        f"engine.io no longer starts self._service_task at the first connect: {SEAM}"
+    shutdown = inspect.getsource(engineio.AsyncServer.shutdown)
+    assert "self.service_task_event.set()" in shutdown and "await self.service_task_handle" in shutdown, SEAM
+    service = inspect.getsource(engineio.AsyncServer._service_task)
+    assert "for s in self.sockets.copy().values():" in service and "await s.check_ping_timeout()" in service, \
+        f"engine.io's _service_task changed: compare engineio_sockets._service_task ({SEAM})"
+
+
+def test_python_socketio_handles_the_engineio_disconnect_event_through_eio_on():
+    import socketio
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    assert sio.eio.handlers["disconnect"] == sio._handle_eio_disconnect, SEAM
+    assert list(inspect.signature(sio._handle_eio_disconnect).parameters) == ["eio_sid", "reason"], SEAM
+    assert "'disconnect', self.sid," in inspect.getsource(AsyncSocket.close), SEAM
