@@ -50,10 +50,20 @@ class SharedDelivery:
         self._closed = False
 
     async def run(self) -> None:
-        """Deliver the store's live entries until cancelled, subscribing again when the stream fails."""
-        delay = RETRY_FIRST
+        """Deliver the store's live entries until cancelled, subscribing again when the stream fails.
+
+        After a failure the subscription comes back before the log is read
+        for what the stream missed: an entry appended in between is then
+        heard (and dropped by offset if the catch-up had it). The other way
+        round, an entry appended after the read and before the subscription
+        was neither, and reached the members here only with a later entry."""
+        delay, failed = RETRY_FIRST, False
         while True:
             try:
+                if failed:
+                    await self.store.subscribe()
+                    failed = False
+                    await self.catch_up()
                 async for entry in self.store.live_entries():
                     delay = RETRY_FIRST
                     try:
@@ -66,7 +76,7 @@ class SharedDelivery:
                 log.warning("live room messages: the store's stream failed (%s); again in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MOST)
-                await self.catch_up()
+                failed = True
 
     async def catch_up(self) -> None:
         """After a gap in the stream: deliver what each room with members here missed, from the log."""
