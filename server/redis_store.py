@@ -183,13 +183,18 @@ class RedisStore:
                              ("forget", _FORGET_REPLIES)):
             self._scripts[name] = self.redis.register_script(source)
         # Subscribed before the first append can happen, so no entry of ours goes unseen.
-        await self._subscribe()
+        await self.subscribe()
 
-    async def _subscribe(self) -> None:
+    async def subscribe(self) -> None:
+        """A new subscription, in place when this returns: Redis has confirmed it, so every
+        publish from then on reaches it (shared delivery reads the log for what it missed only
+        after this)."""
         if self._pubsub is not None:
             await self._pubsub.aclose()
         self._pubsub = self.raw.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel)
+        # The confirmation is the first reply on the new connection, before any message.
+        await self._pubsub.get_message(timeout=None)
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -322,7 +327,7 @@ class RedisStore:
         the delivery side fills such gaps from the log.
         """
         if self._pubsub is None or not self._pubsub.subscribed:
-            await self._subscribe()
+            await self.subscribe()
         async for message in self._pubsub.listen():
             if message.get("type") != "message":
                 continue

@@ -50,10 +50,20 @@ class SharedDelivery:
         self._closed = False
 
     async def run(self) -> None:
-        """Deliver the store's live entries until cancelled, subscribing again when the stream fails."""
-        delay = RETRY_FIRST
+        """Deliver the store's live entries until cancelled, subscribing again when the stream fails.
+
+        After a failure the subscription comes back before the log is read
+        for what the stream missed: an entry appended in between is then
+        heard (and dropped by offset if the catch-up had it). The other way
+        round, an entry appended after the read and before the subscription
+        was neither, and reached the members here only with a later entry."""
+        delay, failed = RETRY_FIRST, False
         while True:
             try:
+                if failed:
+                    await self.store.subscribe()
+                    failed = False
+                    await self.catch_up()
                 async for entry in self.store.live_entries():
                     delay = RETRY_FIRST
                     try:
@@ -66,11 +76,12 @@ class SharedDelivery:
                 log.warning("live room messages: the store's stream failed (%s); again in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MOST)
-                await self.catch_up()
+                failed = True
 
     async def catch_up(self) -> None:
         """After a gap in the stream: deliver what each room with members here missed, from the log."""
         for room, last in list(self._last.items()):
+            log.debug("room %s: catching up after offset %d", room, last)
             try:
                 if await self._history_replaced(room):
                     continue
@@ -122,6 +133,7 @@ class SharedDelivery:
         knows, so none of them would ever be sent away: they are sent away
         now (all but ``joiner``, the socket whose replay follows)."""
         known = self._epochs.get(room)
+        log.debug("room %s: joined at %d of %s (kept here: %s of %s)", room, head, epoch, self._last.get(room), known)
         if epoch and known is not None and known != epoch:
             await self._forget_history(room, joiner)
         self._last.setdefault(room, head)
@@ -136,6 +148,7 @@ class SharedDelivery:
         holds it until its member is in the room."""
         async with self.room_locks.hold(room):
             if not self.has_members(room):
+                log.debug("room %s: no member here any more (kept: %s)", room, self._last.get(room))
                 self._last.pop(room, None)
                 self._epochs.pop(room, None)
 
@@ -148,6 +161,8 @@ class SharedDelivery:
         async with self.room_locks.hold(entry.room):
             # Under the lock: a join that held it may have just taken another history as the room's.
             known = self._epochs.get(entry.room)
+            log.debug("room %s: live %d of %s (kept here: %s of %s)", entry.room, entry.offset, entry.epoch or "-",
+                      self._last.get(entry.room), known)
             if entry.epoch and known is not None and entry.epoch != known:
                 await self._forget_history(entry.room)  # redis-py reconnected to a Redis that came back empty
                 return

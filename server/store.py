@@ -171,3 +171,7 @@ class SharedStore(Store, Protocol):
 
     def live_entries(self) -> AsyncIterator[LogEntry]:
         """Every entry appended by any process, from the moment ``open`` returned."""
+
+    async def subscribe(self) -> None:
+        """Subscribe to the appends anew (after ``live_entries`` failed); returns once the
+        subscription is in place, so that every append from then on is in ``live_entries``."""

@@ -9,6 +9,7 @@ Redis tests skip without a Redis on a laptop and fail when ``CI`` is truthy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import shutil
@@ -119,6 +120,9 @@ async def private_redis() -> AsyncIterator[PrivateRedis]:
 def client_log(caplog: pytest.LogCaptureFixture) -> Any:
     """``client_log()`` -> counts of what the clients in this process logged: errors, failed joins."""
     caplog.set_level("WARNING", logger="shotx")
+    # SHOTX_FAULT_CLIENT_LOG=DEBUG lets the clients' lower records reach pytest's --log-file
+    # (the counts below still see WARNING and up only: caplog's handler stays at WARNING)
+    logging.getLogger("shotx").setLevel(os.environ.get("SHOTX_FAULT_CLIENT_LOG", "WARNING"))
 
     def counts() -> dict[str, int]:
         mine = [r for r in caplog.records if r.name.startswith("shotx.client")]

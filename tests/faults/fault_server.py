@@ -73,9 +73,10 @@ def main() -> None:
     parser.add_argument("--runs", required=True)
     parser.add_argument("--incarnation", type=int, default=1)
     args = parser.parse_args()
-    # SHOTX_FAULT_SERVER_LOG=INFO puts every join (sid, since, replayed) in the server's log file
-    logging.basicConfig(level=os.environ.get("SHOTX_FAULT_SERVER_LOG", "WARNING"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # SHOTX_FAULT_SERVER_LOG=INFO puts every join (sid, since, epoch, replayed) in the server's log
+    # file, DEBUG also every live entry; for the shotx loggers only (aiohttp, redis-py stay at WARNING)
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("shotx").setLevel(os.environ.get("SHOTX_FAULT_SERVER_LOG", "WARNING"))
     sock = _bind("127.0.0.1", args.port)
     app = build_app(open_store(args.store, redis_prefix=args.prefix), None, 0)
     add_fault_routes(app, args.runs, args.incarnation)
