@@ -41,6 +41,8 @@ SCENARIOS = ("ack", "fanout", "connect", "memory", "room", "layer")
 SERVERS = {
     "shotx-sqlite": ["shotx", "--store", "sqlite"],
     "shotx-memory": ["shotx", "--store", "memory"],
+    # the same with permessage-deflate declined, as Node's engine.io does by default
+    "shotx-sqlite-nodeflate": ["shotx", "--store", "sqlite", "--no-compression"],
     "bare": ["bare"],
 }
 
