@@ -11,7 +11,7 @@ import json
 import urllib.request
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 LOAD = 60_000  # Pyodide's first start on a cold, shared machine
 
@@ -86,6 +86,16 @@ def wait_for_stored_offset(page: Page, db: str, room: str, offset: int, timeout:
 def shown_offset(page: Page, n: int) -> int:
     """The room offset of the message numbered ``n`` on the page (its data-offset)."""
     return int(page.locator(f'#messages li[data-n="{n}"]').get_attribute("data-offset") or "-1")
+
+
+def send_offline_by_hand(page: Page, prefix: str, count: int) -> None:
+    """Click "Go offline", then type and send ``prefix0`` … as a person would; all are queued."""
+    page.click("#offline")
+    expect(page.locator("#status")).to_have_text("offline")
+    for n in range(count):
+        page.fill("#message", f"{prefix}{n}")
+        page.click("#send")
+    expect(page.locator("#queued")).to_have_text(str(count))
 
 
 def click_when_queued_at_most(page: Page, count: int, button: str, timeout: float = 30_000) -> int:

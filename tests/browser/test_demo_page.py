@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-from demo_page import LOAD, debug, outbox_size, page_url, publish, shown_offset, texts_handled, wait_for_stored_offset
+from demo_page import (LOAD, debug, outbox_size, page_url, publish, send_offline_by_hand, shown_offset, texts_handled,
+                       wait_for_stored_offset)
 from playwright.sync_api import Page, expect
 
 
@@ -27,12 +28,7 @@ def test_offline_sends_survive_a_reload_and_run_once_in_order(page: Page, demo_s
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     page.goto(page_url(demo_server, db="reload-test"))
     expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
-    page.click("#offline")
-    expect(page.locator("#status")).to_have_text("offline")
-    for n in range(5):
-        page.fill("#message", f"{prefix}{n}")
-        page.click("#send")
-    expect(page.locator("#queued")).to_have_text("5")
+    send_offline_by_hand(page, prefix, 5)
     assert outbox_size(page, "reload-test") == 5
     page.reload()
     expect(page.locator("#status")).to_have_text("offline", timeout=LOAD)
@@ -166,12 +162,7 @@ def test_replies_of_sends_queued_before_a_reload_are_shown_after_it(page: Page, 
     prefix, db = f"rr{uuid.uuid4().hex[:6]}-", f"restored-{uuid.uuid4().hex[:6]}"
     page.goto(page_url(demo_server, db=db))
     expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
-    page.click("#offline")
-    expect(page.locator("#status")).to_have_text("offline")
-    for n in range(3):
-        page.fill("#message", f"{prefix}{n}")
-        page.click("#send")
-    expect(page.locator("#queued")).to_have_text("3")
+    send_offline_by_hand(page, prefix, 3)
     page.reload()  # the send() calls that made them are gone
     expect(page.locator("#queued")).to_have_text("3", timeout=LOAD)
     page.click("#online")

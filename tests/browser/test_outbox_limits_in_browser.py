@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 
-from demo_page import LOAD, debug, outbox_size, page_url, texts_handled
+from demo_page import LOAD, debug, outbox_size, page_url, send_offline_by_hand, texts_handled
 from playwright.sync_api import Page, expect
 
 QUOTA = 300_000  # the bucket's bytes: the schema and a few small sends fit, a 1.5 MB send does not
@@ -35,12 +35,7 @@ def test_a_storage_quota_error_is_outbox_full_and_the_queue_stays(page: Page, de
     page.goto(page_url(demo_server, db=db))
     expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
     expect(page.locator("#durable")).to_have_attribute("data-durable", "1")  # IndexedDB opened (in the bucket)
-    page.click("#offline")
-    expect(page.locator("#status")).to_have_text("offline")
-    for n in range(3):
-        page.fill("#message", f"{prefix}{n}")
-        page.click("#send")
-    expect(page.locator("#queued")).to_have_text("3")
+    send_offline_by_hand(page, prefix, 3)
     # 1.5 MB of random hex (IndexedDB compresses values: repeated text would fit)
     page.evaluate("""(prefix) => {
         const bytes = crypto.getRandomValues(new Uint8Array(65536));
