@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -265,25 +266,34 @@ async def test_what_a_member_got_live_is_no_backlog_for_the_next_first_joiner(tw
     assert answer["replayed"] == 0 and got == []
 
 
+async def member_of_a_replaced_log(first: Any, second: Any, room: str, make_client: Any, wait_until: Any,
+                                   redis_url: str, redis_prefix: str) -> tuple[Any, list[Any], list[Any]]:
+    """A member on ``first`` that got offsets 1-3 of ``room`` from ``second``, then the room's
+    Redis keys deleted, as in a Redis that restarted empty; returns it, what it got and its gaps."""
+    member, got, gaps = make_client(first.url), [], []
+    collect(member, got)
+    member.on_gap(gaps.append)
+    await member.connect("t")
+    await member.join(room)
+    for n in (1, 2, 3):
+        await second.sx.to(room).send("n", {"n": n})
+    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await direct.delete(*[key async for key in direct.scan_iter(match=f"{redis_prefix}:room:{room}:*")])
+    finally:
+        await direct.aclose()
+    return member, got, gaps
+
+
 async def test_a_log_replaced_under_running_servers_is_replayed_from_its_start(two_servers, make_client, wait_until,
                                                                                redis_url, redis_prefix):
     """A Redis that comes back empty (redis-py subscribes again by itself) must not hand
     members the new log's entries as if they followed their old offsets: each live entry
     carries its room's epoch, and members of a replaced log rejoin, told of the new history."""
     first, second, _ = two_servers
-    member, got, gaps = make_client(first.url), [], []
-    collect(member, got)
-    member.on_gap(gaps.append)
-    await member.connect("t")
-    await member.join("swap")
-    for n in (1, 2, 3):
-        await second.sx.to("swap").send("n", {"n": n})
-    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
-    direct = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:  # the room's log, bounds and epoch are gone, as in a Redis that restarted empty
-        await direct.delete(*[key async for key in direct.scan_iter(match=f"{redis_prefix}:room:swap:*")])
-    finally:
-        await direct.aclose()
+    member, got, gaps = await member_of_a_replaced_log(first, second, "swap", make_client, wait_until,
+                                                       redis_url, redis_prefix)
     await second.sx.to("swap").send("n", {"n": 100})  # offset 1 of a new history
     await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3), (1, 100)])
     assert [(gap.reason, gap.since, gap.head) for gap in gaps] == [("new_history", 3, 1)]
@@ -299,19 +309,8 @@ async def test_a_join_that_meets_a_replaced_log_first_sends_the_other_members_aw
     already in the room, on old offsets, were never sent away: every new entry looked like their
     history's and was dropped by them as at or below their offset."""
     first, second, _ = two_servers
-    member, got, gaps = make_client(first.url), [], []
-    collect(member, got)
-    member.on_gap(gaps.append)
-    await member.connect("t")
-    await member.join("swap-join")
-    for n in (1, 2, 3):
-        await second.sx.to("swap-join").send("n", {"n": n})
-    await wait_until(lambda: got == [(1, 1), (2, 2), (3, 3)])
-    direct = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:  # the room's log, bounds and epoch are gone, as in a Redis that restarted empty
-        await direct.delete(*[key async for key in direct.scan_iter(match=f"{redis_prefix}:room:swap-join:*")])
-    finally:
-        await direct.aclose()
+    member, got, gaps = await member_of_a_replaced_log(first, second, "swap-join", make_client, wait_until,
+                                                       redis_url, redis_prefix)
     newcomer = make_client(first.url)
     await newcomer.connect("t")
     await newcomer.join("swap-join")  # the first look at the new history is this join's, on the member's server
