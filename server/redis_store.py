@@ -219,10 +219,16 @@ class RedisStore:
         return LogEntry(room, int(head), message_id, type_, data_json, ts, attachments=tuple(attachments))
 
     async def flushed(self, entry: LogEntry | None = None) -> None:
-        """Appends are written when they return (or raise); this writes the replies kept meanwhile."""
+        """An append is written when it returns (or raises): ``flushed(entry)`` has nothing to
+        wait for, and leaves the replies of this loop turn to the write their ``remember`` calls
+        wait on. ``flushed()`` waits until every reply remembered so far is written."""
+        if entry is not None:
+            return
+        if self._batch is not None:  # this loop turn's: written now, their remember calls told its outcome
+            self._start_reply_write()
         if self._writing:
             await asyncio.gather(*(asyncio.shield(task) for task in list(self._writing)))
-        if self._replies:
+        if self._replies:  # kept after a failed write
             await self._write_replies()
 
     def _start_reply_write(self) -> None:

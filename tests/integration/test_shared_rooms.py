@@ -202,6 +202,27 @@ async def test_remember_returns_once_its_reply_is_in_redis(redis_url, redis_pref
         await reader.close()
 
 
+async def test_a_room_sends_flushed_leaves_the_replies_write_to_remember(redis_url, redis_prefix):
+    """Defect: ``flushed(entry)``, which every room send awaits, wrote the replies pending in
+    that loop turn itself; the write ``remember`` had queued then found nothing, and told it
+    success however the real write ended. Here every write of replies fails (the replies key
+    holds a string: Redis answers WRONGTYPE), and ``remember`` must say so."""
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    await store.open()
+    direct = redis.Redis.from_url(redis_url)
+    try:
+        await direct.set(store._replies_key, "not a hash")
+        entry = await store.append("r", "n", "{}", "e1", 1.0, False, 10)
+        remembered, flushed = await asyncio.gather(store.remember("p", "m1", '{"data":1}', 10.0),
+                                                   store.flushed(entry), return_exceptions=True)
+        assert isinstance(remembered, redis.ResponseError) and "WRONGTYPE" in str(remembered), remembered
+        assert flushed is None  # the append is durable: a reply's failed write is not the room send's
+    finally:
+        await direct.delete(store._replies_key)
+        await direct.aclose()
+        await store.close()
+
+
 async def test_two_demo_server_processes_on_one_redis(redis_url, redis_prefix, wait_until):
     """Real processes (nothing shared but Redis): sends through both reach a member of one, in order."""
     def start(port=0):
