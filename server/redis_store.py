@@ -171,19 +171,20 @@ class RedisStore:
         # RESP3) the pool hands out connections a restarted Redis closed, and the
         # first command on each fails however long after (redis/redis-py#4252);
         # they are a managed-Redis feature for planned failovers we do not use.
-        pool = redis.BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=30, decode_responses=True,
-            client_name=f"shotx:{self.prefix}",
-            maint_notifications_config=MaintNotificationsConfig(enabled=False))
-        self.redis = redis.Redis.from_pool(pool)
-        self.raw = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=30, client_name=f"shotx:{self.prefix}"))
+        # Two pools alike but for decoding: text for scripts and replies' bookkeeping, bytes
+        # (``raw``) for what may carry attachments (reads, recall, the live channel).
+        self.redis, self.raw = redis.Redis.from_pool(self._pool(decode=True)), redis.Redis.from_pool(self._pool(False))
         await self.redis.ping()  # fail here, with Redis's own error, not at the first send
         for name, source in (("append", _APPEND), ("bounds", _BOUNDS), ("mark", _MARK_DELIVERED), ("drop", _DROP_OLDER),
                              ("forget", _FORGET_REPLIES)):
             self._scripts[name] = self.redis.register_script(source)
         # Subscribed before the first append can happen, so no entry of ours goes unseen.
         await self.subscribe()
+
+    def _pool(self, decode: bool) -> redis.BlockingConnectionPool:
+        return redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=30, decode_responses=decode,
+            client_name=f"shotx:{self.prefix}", maint_notifications_config=MaintNotificationsConfig(enabled=False))
 
     async def subscribe(self) -> None:
         """A new subscription, in place when this returns: Redis has confirmed it, so every
