@@ -113,8 +113,7 @@ class SharedDelivery:
     async def _forget_history(self, room: str, joiner: str | None = None) -> None:
         """Under the room's lock: drop what was kept for the old history, send its members away."""
         log.warning("room %s: its log is a new history (the store lost the old one): members here rejoin", room)
-        self._last.pop(room, None)
-        self._epochs.pop(room, None)
+        self._drop(room)
         self._marks.pop(room, None)  # an old history's offset: no delivered mark of the new one
         if self.replaced is not None:
             await self.replaced(room, joiner)
@@ -149,8 +148,12 @@ class SharedDelivery:
         async with self.room_locks.hold(room):
             if not self.has_members(room):
                 log.debug("room %s: no member here any more (kept: %s)", room, self._last.get(room))
-                self._last.pop(room, None)
-                self._epochs.pop(room, None)
+                self._drop(room)
+
+    def _drop(self, room: str) -> None:
+        """Forget the offset and epoch kept for ``room``: the next join or entry starts from the store."""
+        self._last.pop(room, None)
+        self._epochs.pop(room, None)
 
     @property
     def rooms_kept(self) -> int:
@@ -167,8 +170,7 @@ class SharedDelivery:
                 await self._forget_history(entry.room)  # redis-py reconnected to a Redis that came back empty
                 return
             if not self.has_members(entry.room):
-                self._last.pop(entry.room, None)  # a later join replays from the log
-                self._epochs.pop(entry.room, None)
+                self._drop(entry.room)  # a later join replays from the log
                 return
             last = self._last.get(entry.room)
             if last is not None and entry.offset <= last:

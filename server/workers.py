@@ -38,12 +38,12 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .sticky import MAX_REQUEST_LINE, RequestLineError, RoundRobin, request_line, worker_of_request
+from .sticky import RequestLineError, RoundRobin, request_line, worker_of_request
 from .worker_process import READY, AppFactory, worker_main
 
 log = logging.getLogger("shotx.server.workers")
@@ -62,7 +62,6 @@ class _Slot:
     started: float = 0.0
     crashes: int = 0
     ready: asyncio.Future[None] | None = None
-    connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Primary:
@@ -229,10 +228,8 @@ async def _read_request_line(conn: socket.socket) -> tuple[bytes, bytes | None]:
             return first, None
         first += chunk
         line = request_line(first)
-        if line is not None:
+        if line is not None:  # else it raises RequestLineError once too much came without one
             return first, line
-        if len(first) > MAX_REQUEST_LINE:
-            raise RequestLineError("request line too long")
 
 
 async def _send_with_fd(channel: socket.socket, data: bytes, fd: int) -> None:
