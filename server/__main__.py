@@ -130,11 +130,11 @@ def _publisher(sx: SxServer, interval: float) -> Any:
 
 
 def demo_worker_app(store: str, prefix: str, web_dir: Path | None, interval: float, private_rooms: bool,
-                    limits: Limits, worker: int) -> web.Application:
+                    limits: Limits, print_handled: bool, worker: int) -> web.Application:
     """The demo app of one ``--workers`` process: only worker 0 runs the publisher,
     so the room gets one numbered notification per interval, not one per worker."""
     return build_app(open_store(store, redis_prefix=prefix), web_dir, interval if worker == 0 else 0,
-                     private_rooms, limits)
+                     private_rooms, limits, print_handled)
 
 
 def _bind(host: str, port: int) -> pysocket.socket:
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         # re-import in a worker; the factory must name the module by its importable name.
         importable = importlib.import_module("shotx.server.__main__")
         factory = functools.partial(importable.demo_worker_app, args.store, args.prefix, args.web, args.interval,
-                                    args.private_rooms, limits)
+                                    args.private_rooms, limits, args.print_handled)
         sys.exit(run_workers(factory, workers=args.workers, sock=sock, on_ready=lambda port: print(
             f"Shotx demo server listening on http://{host}:{port} ({args.workers} workers)", flush=True)))
     app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms,
