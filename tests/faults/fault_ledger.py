@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,23 +64,25 @@ def _in_window(first: dict[str, Any], second: dict[str, Any], acked: Any, kills:
     return gap
 
 
+def _told_refusal(error: str | None) -> dict[str, int] | None:
+    """The run a refusal's error named (fault_server.py puts ``inc=… run=…`` in it), as an ack would."""
+    found = re.search(r"\(inc=(\d+) run=(\d+)\)", error or "")
+    return None if found is None else {"inc": int(found[1]), "run": int(found[2])}
+
+
 def tally_sends(ledger: SendLedger, runs: list[dict[str, Any]], kills: list[tuple[int, float]],
                 window: float) -> SendTally:
     tally = SendTally()
     kill_times = dict(kills)
-    ran: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    refused: dict[Key, int] = defaultdict(int)
+    ran: dict[Key, list[dict[str, Any]]] = defaultdict(list)  # runs of a send, or of a refusal
     first_order: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     for line in runs:
         key = (line["c"], line["n"])
-        if "refused" in line:
-            refused[key] += 1
-        else:
-            ran[key].append(line)
-        if len(ran[key]) + refused[key] == 1:
+        ran[key].append(line)
+        if len(ran[key]) == 1:
             first_order[key[0]].append((key[1], bool(line.get("resend"))))
     for key, type_ in ledger.sent.items():
-        runs_of = ran.get(key, []) if type_ == "fault_send" else [{}] * refused.get(key, 0)
+        runs_of = ran.get(key, [])
         answered = key in ledger.acked or key in ledger.failed or key in ledger.orphaned
         if not answered or not runs_of:
             tally.lost.append(key)
@@ -88,8 +91,9 @@ def tally_sends(ledger: SendLedger, runs: list[dict[str, Any]], kills: list[tupl
         if len(runs_of) < 2:
             continue
         gap = None
-        if type_ == "fault_send" and len(runs_of) == 2:
-            gap = _in_window(runs_of[0], runs_of[1], ledger.acked.get(key), kill_times, window)
+        if len(runs_of) == 2:  # a refusal's error is its outcome: the same crash window as a reply
+            told = ledger.acked.get(key) if type_ == "fault_send" else _told_refusal(ledger.failed.get(key))
+            gap = _in_window(runs_of[0], runs_of[1], told, kill_times, window)
         if gap is None:
             tally.twice.append(key)
         else:

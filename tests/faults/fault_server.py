@@ -52,9 +52,11 @@ def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> 
 
     @sx.on_message("fault_refuse")
     async def fault_refuse(data: Any, socket: SxSocket, meta: dict[str, Any]) -> None:
+        count[0] += 1
         record({"refused": meta.get("id"), "c": data.get("c"), "n": data.get("n"), "inc": incarnation,
-                "t": time.time(), "resend": bool(meta.get("resend"))})
-        raise ValueError("refused on purpose: nothing was done")
+                "t": time.time(), "run": count[0], "resend": bool(meta.get("resend"))})
+        # which run the sender was told of, as fault_send's reply says it
+        raise ValueError(f"refused on purpose: nothing was done (inc={incarnation} run={count[0]})")
 
 
 def _bind(host: str, port: int) -> pysocket.socket:

@@ -26,6 +26,21 @@ def test_a_send_run_twice_counts_as_the_crash_window_only_around_a_kill_and_unac
     assert round(tally.window_max_ms) == 100 and not tally.lost
 
 
+def test_a_refusal_run_twice_is_judged_as_a_send_is():
+    """A refusal's error is its outcome, remembered like a reply: a kill before it was durable
+    runs it again (the crash window), but not when the sender had been told of that first run."""
+    def refusal(key, inc, t, number):
+        return {"refused": f"id-{key}", "c": key[0], "n": key[1], "inc": inc, "t": t, "run": number}
+    ledger = SendLedger(sent={(0, 1): "fault_refuse", (0, 2): "fault_refuse", (0, 3): "fault_refuse"})
+    ledger.failed = {(0, 1): "MessageError: refused on purpose: nothing was done (inc=2 run=1)",
+                     (0, 2): "MessageError: refused on purpose: nothing was done (inc=1 run=2)",
+                     (0, 3): "MessageError: refused on purpose: nothing was done (inc=1 run=4)"}
+    runs = [refusal((0, 1), 1, 10.0, 1), refusal((0, 2), 1, 10.0, 2), refusal((0, 3), 1, 11.0, 3),
+            refusal((0, 3), 1, 11.1, 4), refusal((0, 1), 2, 12.0, 1), refusal((0, 2), 2, 12.0, 2)]
+    tally = tally_sends(ledger, runs, kills=[(1, 10.1)], window=0.25)
+    assert tally.twice_in_window == [(0, 1)] and sorted(tally.twice) == [(0, 2), (0, 3)]
+    assert not tally.lost and not tally.failed_but_ran
+
 def test_lost_failed_but_ran_and_out_of_order_sends_are_counted():
     ledger = SendLedger(sent={(0, 1): "fault_send", (0, 2): "fault_send", (0, 3): "fault_send", (0, 4): "fault_refuse"})
     ledger.acked = {(0, 1): {}, (0, 3): {}}
