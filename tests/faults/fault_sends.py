@@ -41,6 +41,23 @@ def send_schedule(rng: random.Random, total: int, cuts: int, kills: int, recreat
     return sorted(events, key=lambda event: (event[0], event[1]))
 
 
+def _task_state(task: asyncio.Task[Any] | None) -> str:
+    if task is None:
+        return "none"
+    if not task.done():
+        return "running"
+    return "cancelled" if task.cancelled() else f"done({task.exception()!r})"
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """Where a task of the client library waits: its innermost frames, or '' for other tasks."""
+    frames = [f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}"
+              for frame in task.get_stack(limit=12)]
+    if not any(("client" in name or "sender" in name or "transport" in name) for name in frames):
+        return ""
+    return f"  task {task.get_name()}: " + " > ".join(frames[-4:])
+
+
 class SendRun:
     def __init__(self, tmp_path: Path, proxy: FaultProxy, servers: list[ServerProcess], clients: int,
                  total: int, pace: Callable[[int], Awaitable[None]] | None = None) -> None:
@@ -155,6 +172,25 @@ class SendRun:
             for task in (*workers, driver):
                 task.cancel()
             await asyncio.gather(*workers, driver, return_exceptions=True)
+
+    def stuck_report(self) -> str:
+        """What each client with unanswered sends is doing, for a failure message: its state, its
+        sender's bookkeeping and where its tasks wait (a stall names its own cause)."""
+        lines = []
+        for c, client in enumerate(self.clients):
+            owed = sorted(key[1] for key, future in self.futures.items()
+                          if self.owner.get(key) is client and not future.done())
+            if not owed:
+                continue
+            sender = client.sender
+            lines.append(f"client {c}: state={client.state} unanswered={len(owed)} first={owed[0]} "
+                         f"in_flight={sender._in_flight} queue={len(sender._queue)} live={sender._live} "
+                         f"paused={sender.throttle.paused} outbox={len(sender.outbox)} "
+                         f"pump={_task_state(sender._pump_task)} flush={_task_state(sender._flush_task)} "
+                         f"transport={'up' if getattr(client.transport, '_sio', None) else 'none'}")
+        if lines:
+            lines += [_where(task) for task in asyncio.all_tasks() if _where(task)]
+        return "\n".join(lines)
 
     def still_queued(self) -> int:
         return sum(client.queued for client in self.clients)

@@ -44,11 +44,11 @@ def send_counts(tally) -> dict[str, int]:
             "failed_but_ran": len(tally.failed_but_ran), "out_of_order": tally.out_of_order}
 
 
-def assert_all(sends, rooms, by_member, tally, finished, settled, send_run):
+def assert_all(sends, rooms, by_member, tally, finished, settled, send_run, stuck=""):
     failed = sorted({text for key, text in send_run.ledger.failed.items()
                      if send_run.ledger.sent[key] == "fault_send"})[:5]
     details = f"sends {sends} {tally.lost[:5]} twice {tally.twice[:5]} app told {failed}; rooms {rooms} {by_member}"
-    assert finished, f"not every send was answered in time: {details}"
+    assert finished, f"not every send was answered in time:\n{stuck}\n{details}"
     assert sends["lost"] == 0 and rooms["lost"] == 0, f"lost: {details}"
     assert sends["twice"] == 0 and rooms["twice"] == 0, f"twice outside the crash window: {details}"
     assert sends["failed_but_ran"] == 0, f"told failed, yet ran: {details}"
@@ -66,10 +66,12 @@ async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, red
     rooms_schedule = room_schedule(rng, total, 8, 1, ROLES)  # the kill: the first server, restarted later
     sends_schedule = send_schedule(rng, total, 8, 0, recreations=1, clients=4)
     rooms, sends = RoomRun(tmp_path, proxy, [first, second], total, ROLES), SendRun(tmp_path, proxy, [], 4, total)
-    started, settled, finished = time.monotonic(), False, False
+    started, settled, finished, stuck = time.monotonic(), False, False, ""
     try:
         await sends.connect_all()
         _, finished = await asyncio.gather(rooms.run(rooms_schedule), sends.run(sends_schedule, budget=90))
+        stuck = "" if finished else sends.stuck_report()
+        print(stuck)
         settled = await rooms.settle(max((p["offset"] for p in rooms.published), default=0), SETTLE)
         log = await read_log(REDIS_URL, redis_prefix)
     finally:
@@ -90,7 +92,8 @@ async def test_two_servers_on_redis_one_killed_mid_stream(tmp_path, servers, red
                  seconds=round(time.monotonic() - started, 1), seed=seed,
                  schedule=digest([rooms_schedule, sends_schedule])))
     assert proxy.counts.connections_cut > 0 and rooms.kills == 1, "the faults did not happen"
-    assert_all(send_figures, room_figures, {**by_member, "behind": rooms.behind}, tally, finished, settled, sends)
+    assert_all(send_figures, room_figures, {**by_member, "behind": rooms.behind}, tally, finished, settled, sends,
+               stuck)
 
 
 async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, private_redis, rng, seed, figures,
@@ -122,10 +125,12 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
     # restart's publish, so that sends are on their way (and resent after the cut) while Redis is down.
     sends = SendRun(tmp_path, proxy, [], 4, sends_total,
                     pace=lambda n: rooms.reached(min(n * total // sends_total, total // 2)))
-    started, settled, finished = time.monotonic(), False, False
+    started, settled, finished, stuck = time.monotonic(), False, False, ""
     try:
         await sends.connect_all()
         _, finished = await asyncio.gather(rooms.run(schedule), sends.run(sends_schedule, 60))
+        stuck = "" if finished else sends.stuck_report()
+        print(stuck)
         new_log = await read_log(private_redis.url, "shotx")
         settled = await rooms.settle(max(new_log, default=0), SETTLE)
     finally:
@@ -166,5 +171,5 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
                  schedule=digest([schedule, sends_schedule])))
     assert private_redis.restarts == 1 and old_log, "Redis was not restarted under a log"
     assert_all(send_counts(tally), room_counts, {"old history": old_members, "new history": new_members},
-               tally, finished, True, sends)
+               tally, finished, True, sends, stuck)
     assert settled, f"a member had not handled the new history's head {SETTLE} s after the last publish"
