@@ -34,6 +34,15 @@ def publish(base: str, room: str, n: int) -> None:
     urllib.request.urlopen(request, timeout=10).read()
 
 
+def post_file(base: str, room: str, name: str, content: bytes) -> dict[str, Any]:
+    """``POST /demo/publish_file``: a ``file`` room message with these bytes; returns the send's answer."""
+    request = urllib.request.Request(f"{base}/demo/publish_file?room={room}&name={name}", data=content,
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
 def texts_handled(base: str, prefix: str) -> list[str]:
     return [d["text"] for d in handled(base) if isinstance(d, dict) and str(d.get("text", "")).startswith(prefix)]
 

@@ -4,10 +4,12 @@ offline periods, reloads and closed tabs."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 
-from demo_page import (LOAD, debug, outbox_size, page_url, publish, send_offline_by_hand, shown_offset, texts_handled,
-                       wait_for_stored_offset)
+from demo_page import (LOAD, debug, handled, outbox_size, page_url, post_file, publish, send_offline_by_hand,
+                       shown_offset, texts_handled, wait_for_stored_offset)
 from playwright.sync_api import Page, expect
 
 
@@ -171,3 +173,47 @@ def test_replies_of_sends_queued_before_a_reload_are_shown_after_it(page: Page, 
     restored = page.locator("#replies li[data-restored='1']").all_text_contents()
     assert restored == [f"{prefix}{n}" for n in range(3)]
     assert texts_handled(demo_server, prefix) == [f"{prefix}{n}" for n in range(3)]
+
+
+def test_a_file_chosen_on_the_page_is_sent_as_bytes_and_a_room_file_is_listed(page: Page, demo_server, net_log,
+                                                                            console_log):
+    """The file picker as a person uses it: choose, send, see the reply; and a file published to
+    the room (POST /demo/publish_file) shows under "Files in the room" with its size."""
+    room = f"f-{uuid.uuid4().hex[:8]}"
+    content = os.urandom(300_000)
+    name = f"photo-{uuid.uuid4().hex[:6]}.jpg"
+    page.goto(page_url(demo_server, room=room, db=f"files-{uuid.uuid4().hex[:6]}"))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.click("#send-file")  # nothing chosen yet: said so, nothing sent
+    expect(page.locator("#replies li[data-error='NO_FILE']")).to_have_count(1)
+    page.set_input_files("#file", files=[{"name": name, "mimeType": "image/jpeg", "buffer": content}])
+    page.click("#send-file")
+    expect(page.locator("#replies li").last).to_have_text(f"{name} (300000 bytes)", timeout=10_000)
+    ran = [d for d in handled(demo_server) if isinstance(d, dict) and d.get("name") == name]
+    assert ran == [{"name": name, "file": {"bytes": 300_000, "sha256": hashlib.sha256(content).hexdigest()}}]
+    published = post_file(demo_server, room, "report.pdf", content[:1234])
+    expect(page.locator("#files li")).to_have_count(1, timeout=10_000)
+    shown = page.locator("#files li").first
+    assert (shown.get_attribute("data-name"), shown.get_attribute("data-size")) == ("report.pdf", "1234")
+    assert shown.get_attribute("data-offset") == str(published["offset"])
+    assert not console_log.errors, console_log.errors
+
+
+def test_a_file_sent_offline_survives_a_reload_and_runs_once(page: Page, demo_server, net_log, console_log):
+    db, name = f"file-offline-{uuid.uuid4().hex[:6]}", f"notes-{uuid.uuid4().hex[:6]}.bin"
+    content = os.urandom(200_000)
+    page.goto(page_url(demo_server, db=db))
+    expect(page.locator("#status")).to_have_text("connected", timeout=LOAD)
+    page.click("#offline")
+    expect(page.locator("#status")).to_have_text("offline")
+    page.set_input_files("#file", files=[{"name": name, "mimeType": "application/octet-stream", "buffer": content}])
+    page.click("#send-file")
+    expect(page.locator("#queued")).to_have_text("1")
+    page.reload()
+    expect(page.locator("#queued")).to_have_text("1", timeout=LOAD)
+    page.click("#online")
+    expect(page.locator("#queued")).to_have_text("0", timeout=30_000)
+    expect(page.locator("#replies li[data-restored='1']")).to_have_text([f"{name} (200000 bytes)"], timeout=10_000)
+    ran = [d for d in handled(demo_server) if isinstance(d, dict) and d.get("name") == name]
+    assert ran == [{"name": name, "file": {"bytes": 200_000, "sha256": hashlib.sha256(content).hexdigest()}}]
+    assert not console_log.errors, console_log.errors
