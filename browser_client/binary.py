@@ -113,6 +113,16 @@ def size(text: str, attachments: Attachments | list[bytes] = ()) -> int:
     return len(text.encode()) + sum(len(attachment) for attachment in attachments)
 
 
+def encoded_size(value: Any) -> int:
+    """Bytes ``value`` takes on the wire, attachments included: what the server's limit and
+    the outbox's byte bound count. Raises like :func:`encode`.
+
+    >>> encoded_size({"a": "é"}), encoded_size({"file": b"1234"})
+    (10, 42)
+    """
+    return size(*encode(value))
+
+
 def pack(attachments: Attachments | list[bytes]) -> bytes:
     """Attachments as one binary value, for a store column or field (each length-prefixed).
 

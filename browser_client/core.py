@@ -89,7 +89,7 @@ class Outbox:
     def _count(self, record: OutboxRecord, size: int | None = None) -> None:
         """Add a record's encoded size (computed when not given) to :attr:`bytes`."""
         if record.id not in self._sizes:
-            self._sizes[record.id] = binary.size(*binary.encode(record.payload())) if size is None else size
+            self._sizes[record.id] = binary.encoded_size(record.payload()) if size is None else size
             self.bytes += self._sizes[record.id]
 
     def add(self, event: str, meta: dict[str, Any], data: Any, message_id: str | None = None,

@@ -10,7 +10,7 @@ callback, and an ack that never comes is dropped with the socket. The few
 proxies made here (listeners, one ack sink per socket) are destroyed by
 :meth:`JsTransport.disconnect`.
 
-Bytes (``shotx.client.binary``) cross as ``Uint8Array``\ s beside the JSON
+Bytes (``shotx.client.binary``) cross as ``Uint8Array`` objects beside the JSON
 text, never inside it: on the way out the text carries Socket.IO's
 placeholders and the JavaScript side puts the arrays in their place before
 ``socket.emit`` (socket.io-client then sends them as binary attachments);

@@ -184,14 +184,6 @@ def encode_json(value: Any) -> str:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def encoded_size(payload: Any) -> int:
-    """Bytes the payload takes as JSON on the wire (what the server limit counts).
-
-    Raises like :func:`encode_json`.
-    """
-    return len(encode_json(payload).encode())
-
-
 def handler_arity(fn: Callable[..., Any], most: int) -> int:
     """How many of the ``most`` arguments Shotx passes a handler takes.
 
@@ -254,7 +246,7 @@ def check_room(room: Any) -> str:
 
     >>> check_room("user-42")
     'user-42'
-    >>> check_room("a\nb")
+    >>> check_room("a\\nb")
     Traceback (most recent call last):
     ValueError: Invalid room: control character U+000A at character 2
     """

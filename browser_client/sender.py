@@ -100,7 +100,7 @@ class Sender:
     async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> OutboxRecord:
         """Persist a new record; it goes out now if the connection is live."""
         # JSON text plus attachment bytes (shotx.client.binary): what the server's limit counts
-        size = binary.size(*binary.encode({"meta": {**meta, "id": protocol.uuid7()}, "data": data}))
+        size = binary.encoded_size({"meta": {**meta, "id": protocol.uuid7()}, "data": data})
         if size > self.max_message_size:
             raise PayloadTooLarge(size, self.max_message_size)
         if (full := self.bounds.refusal(len(self.outbox), self.outbox.bytes, size)) is not None:

@@ -87,7 +87,7 @@ def resend_key(principal: str, client: Any, sid: str) -> str:
     resends) is keyed by its connection.
 
     >>> resend_key("{}", "c7f3", "s1"), resend_key("{}", None, "s1")
-    ('{}\x1fc7f3', '{}\x1fsid:s1')
+    ('{}\\x1fc7f3', '{}\\x1fsid:s1')
     """
     if isinstance(client, str) and 0 < len(client) <= 64 and client.isascii() and client.isprintable():
         return f"{principal}\x1f{client}"

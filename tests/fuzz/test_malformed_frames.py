@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shotx.client import SxClient, protocol
+from shotx.client import SxClient, binary, protocol
 from shotx.server.packets import MalformedFrame
 
 from fuzz_server import MAX_MESSAGE_SIZE, SCALE, CrashLog, FuzzServer, LoopThread, start_fuzz_server
@@ -127,7 +127,7 @@ def test_a_request_with_a_lone_surrogate_gets_a_reply(loop_thread: LoopThread, s
 
 
 def test_a_payload_the_client_accepts_gets_its_reply(loop_thread: LoopThread, server: FuzzServer) -> None:
-    empty = protocol.encoded_size({"meta": {"type": "echo", "id": protocol.uuid7()}, "data": ""})
+    empty = binary.encoded_size({"meta": {"type": "echo", "id": protocol.uuid7()}, "data": ""})
     data = "x" * (MAX_MESSAGE_SIZE - empty)  # exactly the client's limit: its own check lets it go
 
     async def go() -> Any:

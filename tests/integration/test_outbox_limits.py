@@ -10,7 +10,7 @@ import time
 import pytest
 import socketio
 
-from shotx.client import OutboxFull, SxClient, protocol
+from shotx.client import OutboxFull, SxClient, binary, protocol
 from shotx.client.sqlite_store import SqliteStore
 from shotx.server.limits import Limits
 
@@ -47,7 +47,7 @@ async def test_a_full_outbox_refuses_the_next_send_and_keeps_what_it_holds(start
 
 async def test_the_byte_bound_counts_encoded_sizes(start_server, make_client):
     handled = []
-    one = protocol.encoded_size({"meta": {"type": "route", "id": protocol.uuid7()}, "data": {"n": 0, "pad": "x" * 1000}})
+    one = binary.encoded_size({"meta": {"type": "route", "id": protocol.uuid7()}, "data": {"n": 0, "pad": "x" * 1000}})
     client = make_client((await start_server(recording(handled))).url, max_queued=None, max_queued_bytes=3 * one)
     futures = [await client.queue("route", {"n": n, "pad": "x" * 1000}) for n in range(3)]  # exactly at the bound
     with pytest.raises(OutboxFull) as refused:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shotx.client import protocol
+from shotx.client import binary, protocol
 from shotx.client.core import Outbox, OutboxRecord
 from shotx.client.errors import OutboxFull, SxError
 from shotx.client.outbox_limits import (DEFAULT_MAX_QUEUED, DEFAULT_MAX_QUEUED_BYTES, OutboxBounds, Throttle,
@@ -10,7 +10,7 @@ from shotx.client.outbox_limits import (DEFAULT_MAX_QUEUED, DEFAULT_MAX_QUEUED_B
 
 
 def size_of(record):
-    return protocol.encoded_size(record.payload())
+    return binary.encoded_size(record.payload())
 
 
 def test_the_outbox_counts_the_encoded_bytes_of_what_it_holds():

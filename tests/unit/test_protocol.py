@@ -3,7 +3,7 @@ file also runs inside Pyodide (tests/browser/test_core_in_pyodide.py)."""
 
 import uuid
 
-from shotx.client import protocol
+from shotx.client import binary, protocol
 from shotx.client.errors import AuthError, MessageError, PayloadTooLarge, SxError, SxTimeoutError
 
 
@@ -84,10 +84,11 @@ def test_room_and_offset_validation():
             raise AssertionError(f"accepted offset {bad!r}")
 
 
-def test_encoded_size_counts_utf8_bytes_and_refuses_non_json():
-    assert protocol.encoded_size({"a": "é"}) == len('{"a":"é"}'.encode())
+def test_encoded_size_counts_utf8_bytes_and_attachments_and_refuses_non_json():
+    assert binary.encoded_size({"a": "é"}) == len('{"a":"é"}'.encode())
+    assert binary.encoded_size({"f": b"abc"}) == len('{"f":{"_placeholder":true,"num":0}}') + 3
     try:
-        protocol.encoded_size({"a": object()})
+        binary.encoded_size({"a": object()})
     except TypeError:
         pass
     else:
