@@ -371,8 +371,8 @@ class SxClient:
                    timeout: float | None = None) -> Any:
         """Send a raw event with ``{meta, data}``; queued like :meth:`send`."""
         await self.restore()
-        record = await self.sender.enqueue(event, dict(meta or {}), data)
-        return await self.sender.reply(record, self.timeout if timeout is None else timeout)
+        record, answered = await self.sender.enqueue(event, dict(meta or {}), data)
+        return await self.sender.reply(record, answered, self.timeout if timeout is None else timeout)
 
     async def queue(self, type_: str, data: Any = None) -> asyncio.Future[Any]:
         """Queue a send and return once it is persisted, with a future of its result.
@@ -383,8 +383,8 @@ class SxClient:
         """
         protocol.check_type(type_)
         await self.restore()
-        record = await self.sender.enqueue(protocol.MESSAGE_EVENT, {"type": type_}, data)
-        return asyncio.ensure_future(self.sender.reply(record, 0))
+        record, answered = await self.sender.enqueue(protocol.MESSAGE_EVENT, {"type": type_}, data)
+        return asyncio.ensure_future(self.sender.reply(record, answered, 0))
 
     async def _request(self, type_: str, data: Any, timeout: float) -> Any:
         """A built-in request (join, leave): sent now, never queued."""

@@ -73,6 +73,7 @@ class Sender:
         # restored from the store (queued before a reload or a restart, or by another tab).
         self.on_restored_reply: Callable[[OutboxRecord, Any], None] | None = None
         self._never_sent: set[str] = set()  # made here and not emitted yet: no resend flag
+        self._storing: set[str] = set()  # made here, their store write not done: not sent yet
         self._queue: deque[OutboxRecord] = deque()
         self._live = False  # True once this connection's stored records are queued
         self._wake = asyncio.Event()
@@ -97,8 +98,9 @@ class Sender:
     def load(self, records: list[OutboxRecord]) -> None:
         self.outbox = Outbox(records)  # their emitted-events come with the flush
 
-    async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> OutboxRecord:
-        """Persist a new record; it goes out now if the connection is live."""
+    async def enqueue(self, event: str, meta: dict[str, Any], data: Any) -> tuple[OutboxRecord, asyncio.Future[Any]]:
+        """Persist a new record, then send it if the connection is live; returns it with the
+        future of its ack (made here: the ack may come before the caller awaits it)."""
         # JSON text plus attachment bytes (shotx.client.binary): what the server's limit counts
         size = binary.encoded_size({"meta": {**meta, "id": protocol.uuid7()}, "data": data})
         if size > self.max_message_size:
@@ -107,10 +109,13 @@ class Sender:
             raise full
         record = self.outbox.add(event, meta, data, size=size)
         self._emitted[record.id] = asyncio.Event()
+        answered = self._replies[record.id] = asyncio.get_running_loop().create_future()
         # Ours from now on: a flush syncing with the store while this write is
-        # on its way must keep the record, not drop it as flushed elsewhere.
+        # on its way must keep the record, not drop it as flushed elsewhere;
+        # and it must not send it before it is stored (the outbox's promise).
         self._session_ids.add(record.id)
         self._never_sent.add(record.id)
+        self._storing.add(record.id)
         try:
             await self.store.add_outbox(record)
         except BaseException:  # nothing of it stays (IndexedDB's quota error: OutboxFull)
@@ -118,18 +123,24 @@ class Sender:
             self._session_ids.discard(record.id)
             self._never_sent.discard(record.id)
             self._emitted.pop(record.id, None)
+            self._replies.pop(record.id, None)
             raise
+        finally:
+            self._storing.discard(record.id)
         if self._live:
             self._queue.append(record)
             self._wake.set()
-        return record
+        return record, answered
 
-    async def reply(self, record: OutboxRecord, timeout: float) -> Any:
-        """The handler's result; the timeout counts from when the record went out."""
-        future = self._replies.setdefault(record.id, asyncio.get_running_loop().create_future())
+    async def reply(self, record: OutboxRecord, answered: asyncio.Future[Any], timeout: float) -> Any:
+        """The handler's result (``answered`` is :meth:`enqueue`'s future); the timeout
+        counts from when the record went out."""
+        future = answered
         if not timeout:
             return reply_data(await future)
-        await self._emitted[record.id].wait()
+        emitted = self._emitted.get(record.id)
+        if emitted is not None:  # None: acknowledged already
+            await emitted.wait()
         try:
             return reply_data(await asyncio.wait_for(asyncio.shield(future), timeout))
         except asyncio.TimeoutError:
@@ -304,7 +315,8 @@ class Sender:
         if lost.is_set() or ended.is_set():
             return  # a later connection owns the queue now
         self.outbox.sync([r for r in stored if r.id not in self._unremoved], keep=self._session_ids)
-        owed = self.outbox.pending()
+        # one still being stored is sent by its enqueue once stored (the queue is live by then)
+        owed = [record for record in self.outbox.pending() if record.id not in self._storing]
         for record in owed:
             self._emitted.setdefault(record.id, asyncio.Event())
         self._owed = {record.id for record in owed}
