@@ -49,6 +49,19 @@ def _task_state(task: asyncio.Task[Any] | None) -> str:
     return "cancelled" if task.cancelled() else f"done({task.exception()!r})"
 
 
+def _transport_state(client: SxClient) -> str:
+    """python-socketio's and python-engineio's view of the client's connection (CPython transport)."""
+    sio = getattr(client.transport, "_sio", None)
+    if sio is None:
+        return "none"
+    eio = sio.eio
+    ws = getattr(eio, "ws", None)
+    return (f"sio(connected={sio.connected} sid={sio.sid} namespaces={list(sio.namespaces)}) "
+            f"eio(state={eio.state} sid={eio.sid} queue={eio.queue.qsize() if eio.queue else None} "
+            f"read={_task_state(eio.read_loop_task)} write={_task_state(eio.write_loop_task)} "
+            f"ws_closed={None if ws is None else ws.closed})")
+
+
 def _where(task: asyncio.Task[Any]) -> str:
     """Where a task of the client library waits: its innermost frames, or '' for other tasks."""
     frames = [f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}"
@@ -187,7 +200,7 @@ class SendRun:
                          f"in_flight={sender._in_flight} queue={len(sender._queue)} live={sender._live} "
                          f"paused={sender.throttle.paused} outbox={len(sender.outbox)} "
                          f"pump={_task_state(sender._pump_task)} flush={_task_state(sender._flush_task)} "
-                         f"transport={'up' if getattr(client.transport, '_sio', None) else 'none'}")
+                         f"transport={_transport_state(client)}")
         if lines:
             lines += [_where(task) for task in asyncio.all_tasks() if _where(task)]
         return "\n".join(lines)
