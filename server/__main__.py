@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from .limits import Limits
+from .replies import STORE_TIMEOUT
 from .server import SxServer, open_store
 from .socket import SxSocket
 from .workers import run_workers
@@ -36,9 +37,10 @@ SX = web.AppKey("sx", SxServer)
 
 
 def build_app(store: Any, web_dir: Path | None, interval: float, private_rooms: bool = False,
-              limits: Limits | None = None, print_handled: bool = False) -> web.Application:
+              limits: Limits | None = None, print_handled: bool = False,
+              store_timeout: float = STORE_TIMEOUT) -> web.Application:
     app = web.Application()
-    sx = SxServer(app, store=store, limits=limits)
+    sx = SxServer(app, store=store, limits=limits, store_timeout=store_timeout)
     if private_rooms:
         sx.authorize_join(own_user_rooms_only)
 

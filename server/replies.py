@@ -94,6 +94,9 @@ def resend_key(principal: str, client: Any, sid: str) -> str:
     return f"{principal}\x1fsid:{sid}"
 
 
+STORE_TIMEOUT = 10.0  # seconds a reply lookup or write may take (redis-py retries a failed one for a few)
+
+
 class ReplyUnknown(Exception):
     """This message gets no answer on this connection: the store could not be asked
     whether a copy of it already ran (or that happened to a message before it).
@@ -158,8 +161,12 @@ class ReplyMemory:
     """
 
     def __init__(self, store: Store, cache_size: int = 50_000, *, at_most_once: bool = False,
-                 cache_bytes: int = 64 * 1024 * 1024) -> None:
+                 cache_bytes: int = 64 * 1024 * 1024, store_timeout: float = STORE_TIMEOUT) -> None:
         self.store = store
+        # How long a lookup or a remember may take: a store that never answers (a Redis
+        # connection that hangs) must not hold a message, and every message behind it on
+        # its connection, for ever.
+        self.store_timeout = store_timeout
         self.cache_size = cache_size
         # Bytes as well as entries: 200 echoes of 1 MB kept 195 MB when only entries counted.
         self.cache_bytes = cache_bytes
@@ -209,7 +216,9 @@ class ReplyMemory:
         """The remembered reply, or ``run``'s once it is durable (the first copy only)."""
         if resent or self.at_most_once:
             try:
-                remembered = await self.store.recall(*key)
+                remembered = await asyncio.wait_for(self.store.recall(*key), self.store_timeout)
+            except asyncio.TimeoutError:
+                raise ReplyUnknown(f"the store did not answer within {self.store_timeout:g}s") from None
             except Exception as error:  # a Redis that is down or restarting
                 raise ReplyUnknown(f"{type(error).__name__}: {error}") from error
             if remembered == STARTED:
@@ -235,7 +244,8 @@ class ReplyMemory:
         try:
             if not _storable(*key):  # the text is: encode_json refused anything else
                 raise ValueError("not valid Unicode text (a lone surrogate)")
-            await self.store.remember(*key, text, time.time())  # returns once durable: its own outcome
+            # returns once durable: its own outcome
+            await asyncio.wait_for(self.store.remember(*key, text, time.time()), self.store_timeout)
         except Exception:
             log.exception("%s could not be remembered durably (%s)", key[1], consequence)
             return False

@@ -27,7 +27,7 @@ from .engineio_sockets import close_every_socket_now, start_events_eagerly, use_
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
-from .replies import Refusal, Reply, ReplyMemory, ReplyText, ReplyUnknown, resend_key, run_handler
+from .replies import STORE_TIMEOUT, Refusal, Reply, ReplyMemory, ReplyText, ReplyUnknown, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
@@ -94,7 +94,7 @@ class SxServer:
                  handler_timeout: float | None = None, at_most_once: bool = False,
                  principal: Callable[[Any, SxSocket], str] | None = None, limits: Limits | None = None,
                  client_manager: Any = None, websocket_compression: bool = True,
-                 **socketio_options: Any) -> None:
+                 store_timeout: float = STORE_TIMEOUT, **socketio_options: Any) -> None:
         if not isinstance(app, web.Application):
             raise TypeError("SxServer needs an aiohttp web.Application to attach to")
         if not isinstance(retention_max_messages, int) or retention_max_messages < 1:
@@ -113,7 +113,10 @@ class SxServer:
         self.principal = principal or (lambda auth, socket: json.dumps(auth, sort_keys=True, default=str))
         # at_most_once: a resend whose first run may have preceded a crash gets
         # OUTCOME_UNKNOWN (2005) instead of a second run (replies.py)
-        self.replies = ReplyMemory(self.store, at_most_once=at_most_once)
+        if store_timeout <= 0:
+            raise ValueError("store_timeout must be positive seconds")
+        # store_timeout: a reply lookup or write that takes longer is treated as failed (replies.py)
+        self.replies = ReplyMemory(self.store, at_most_once=at_most_once, store_timeout=store_timeout)
         self.message_handlers: dict[str, tuple[Handler, bool]] = {}
         self.auth_handler: AuthHandler = lambda token, socket: {}
         self.join_authorizer: JoinAuthorizer | None = None

@@ -84,10 +84,11 @@ async def servers(tmp_path: Path) -> AsyncIterator[Any]:
     """``make(store, runs=..., prefix=...)`` -> a not yet started :class:`ServerProcess`; all stopped afterwards."""
     made: list[ServerProcess] = []
 
-    def make(store: str, runs: Path | None = None, prefix: str = "shotx") -> ServerProcess:
+    def make(store: str, runs: Path | None = None, prefix: str = "shotx",
+             store_timeout: float | None = None) -> ServerProcess:
         index = len(made)  # incarnations 1, 2, ... for the first server, 101, 102, ... for the second
         server = ServerProcess(store, runs or tmp_path / "runs.jsonl", tmp_path / f"server-{index}.log",
-                               prefix=prefix, incarnation=100 * index)
+                               prefix=prefix, incarnation=100 * index, store_timeout=store_timeout)
         made.append(server)
         return server
 

@@ -34,6 +34,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     prefix: str = "shotx"
     incarnation: int = 0
+    store_timeout: float | None = None  # SxServer(store_timeout=...): the default when None
     kills: list[tuple[int, float]] = field(default_factory=list)  # (incarnation, time.time() at SIGKILL)
     proc: asyncio.subprocess.Process | None = None
     up: asyncio.Event = field(default_factory=asyncio.Event)
@@ -48,6 +49,7 @@ class ServerProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, str(FAULT_SERVER), "--port", str(self.port), "--store", self.store,
                 "--prefix", self.prefix, "--runs", str(self.runs), "--incarnation", str(self.incarnation),
+                *(() if self.store_timeout is None else ("--store-timeout", str(self.store_timeout))),
                 stdout=asyncio.subprocess.PIPE, stderr=log)
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 20)).decode()
@@ -115,8 +117,19 @@ class PrivateRedis:
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen one (freeze()) dies as well
             self.proc.send_signal(signal.SIGKILL)
             await self.proc.wait()
+
+    def freeze(self) -> None:
+        """SIGSTOP: Redis stops answering and its connections stay open (a hung host, a
+        partition without resets), so a command on them waits until :meth:`thaw`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     async def restart(self, while_down: Callable[[], Awaitable[None]] | None = None) -> None:
         """Kill it and start it again, empty; ``while_down`` runs between the two."""

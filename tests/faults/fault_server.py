@@ -19,6 +19,7 @@ runs per message id across kills.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -58,6 +59,18 @@ def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> 
         # which run the sender was told of, as fault_send's reply says it
         raise ValueError(f"refused on purpose: nothing was done (inc={incarnation} run={count[0]})")
 
+    async def tasks(request: web.Request) -> web.Response:
+        """``GET /fault/tasks``: every asyncio task of the server and where it waits (innermost
+        frame last): what a test prints when something it sent is never answered."""
+        lines = []
+        for task in asyncio.all_tasks():
+            frames = [f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}"
+                      for frame in task.get_stack(limit=40)]
+            lines.append(" > ".join(frames[-8:]) or f"{task.get_name()} (no frames)")
+        return web.Response(text="\n".join(sorted(lines)))
+
+    app.router.add_get("/fault/tasks", tasks)
+
 
 def _bind(host: str, port: int) -> pysocket.socket:
     sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
@@ -74,13 +87,15 @@ def main() -> None:
     parser.add_argument("--prefix", default="shotx")
     parser.add_argument("--runs", required=True)
     parser.add_argument("--incarnation", type=int, default=1)
+    parser.add_argument("--store-timeout", type=float, default=None)
     args = parser.parse_args()
     # SHOTX_FAULT_SERVER_LOG=INFO puts every join (sid, since, epoch, replayed) in the server's log
     # file, DEBUG also every live entry; for the shotx loggers only (aiohttp, redis-py stay at WARNING)
     logging.basicConfig(level="WARNING", format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("shotx").setLevel(os.environ.get("SHOTX_FAULT_SERVER_LOG", "WARNING"))
     sock = _bind("127.0.0.1", args.port)
-    app = build_app(open_store(args.store, redis_prefix=args.prefix), None, 0)
+    app = build_app(open_store(args.store, redis_prefix=args.prefix), None, 0,
+                    **({} if args.store_timeout is None else {"store_timeout": args.store_timeout}))
     add_fault_routes(app, args.runs, args.incarnation)
     print(f"fault server listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     web.run_app(app, sock=sock, print=None, handle_signals=True)

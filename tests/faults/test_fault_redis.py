@@ -12,7 +12,10 @@ and resends meet a store that is not there.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
+
+import aiohttp
 
 from shotx.server import RedisStore
 
@@ -33,6 +36,15 @@ async def read_log(url: str, prefix: str) -> dict[int, str]:
         return {entry.offset: entry.id for entry in await store.read(ROOM, 0, 1_000_000)}
     finally:
         await store.close()
+
+
+async def server_tasks(server, tmp_path) -> str:
+    """The server's tasks (GET /fault/tasks), kept in a file; the most common waits, for the message."""
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/fault/tasks") as response:
+        text = await response.text()
+    (tmp_path / "server-tasks.txt").write_text(text)
+    waits = collections.Counter(" > ".join(line.split(" > ")[-3:]) for line in text.splitlines())
+    return "\nserver tasks (innermost frames, count):\n" + "\n".join(f"  {n} x {where}" for where, n in waits.most_common(12))
 
 
 def line(**parts) -> str:
@@ -129,7 +141,7 @@ async def test_redis_restarted_empty_under_a_running_server(tmp_path, servers, p
     try:
         await sends.connect_all()
         _, finished = await asyncio.gather(rooms.run(schedule), sends.run(sends_schedule, 60))
-        stuck = "" if finished else sends.stuck_report()
+        stuck = "" if finished else sends.stuck_report() + await server_tasks(server, tmp_path)
         print(stuck)
         new_log = await read_log(private_redis.url, "shotx")
         settled = await rooms.settle(max(new_log, default=0), SETTLE)

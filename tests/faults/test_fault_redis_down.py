@@ -107,3 +107,34 @@ async def test_every_command_works_once_redis_is_back(private_redis):
             assert await store.recall("p", f"m{n}") is None
     finally:
         await store.close()
+
+
+async def test_a_resend_whose_lookup_hangs_ends_its_connection_and_runs_once_redis_answers(servers, private_redis):
+    """A resend's lookup that never returns would hold its connection for ever: no ack, and
+    every message behind it on that connection waiting for its turn, while the client, whose
+    connection stays up, waits too. A Redis that stops answering without closing its
+    connections (frozen here with SIGSTOP; a hung host or a partition looks the same) must
+    cost a resend its connection after ``store_timeout``, not hold it. (redis-py's own read
+    timeout, 5 s, bounds a read on a frozen connection, but no wait inside its pool; the
+    deadline below is well under it, so this fails without ours.)"""
+    server = servers(private_redis.url, store_timeout=0.5)
+    await server.start()
+    sio, gone = await connected(server.url)
+    try:
+        private_redis.freeze()
+        answered = asyncio.get_running_loop().create_future()
+        await sio.emit("message", resend(3), callback=lambda *reply: answered.set_result(reply))
+        await asyncio.wait_for(asyncio.wait([answered, asyncio.ensure_future(gone.wait())],
+                                            return_when=asyncio.FIRST_COMPLETED), 3.5)
+        assert gone.is_set() and not answered.done(), "the resend was neither answered nor its connection ended"
+        assert read_runs(server.runs) == []
+    finally:
+        await sio.disconnect()
+        private_redis.thaw()
+    again, _ = await connected(server.url)
+    try:
+        reply = await again.call("message", resend(3), timeout=ANSWER_WITHIN)
+        assert reply["meta"]["success"] is True and reply["data"]["id"] == "0199-down-3"
+        assert [run["id"] for run in read_runs(server.runs)] == ["0199-down-3"]
+    finally:
+        await again.disconnect()
