@@ -108,6 +108,7 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
 
     # Most attachment bytes one incoming packet may carry (None: no limit of ours).
     max_attachment_bytes: int | None = None
+    attachment_bytes = 0  # of the attachments received so far (an instance's own once one arrives)
 
     data: Any
     packet_type: int
@@ -160,7 +161,9 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
             self._malformed("a text frame arrived where a binary attachment was due", answerable=False)
             return True
         limit = self.max_attachment_bytes
-        if limit is not None and sum(map(len, self.attachments)) + len(attachment) > limit:
+        # a running total: summing every attachment again per attachment was quadratic in their number
+        self.attachment_bytes += len(attachment)
+        if limit is not None and self.attachment_bytes > limit:
             # As for a text frame over the limit: the connection closes (the client refuses such a send).
             self._malformed(f"binary attachments over max_message_size ({limit} bytes)", answerable=False)
             self.attachments = []
