@@ -109,6 +109,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     compress = False
     # Set once the WebSocket is the transport and its writer runs; None again when the writer stops.
     _ws: web.WebSocketResponse | None = None
+    _writer: asyncio.Task[None] | None = None  # the WebSocket's writer, once it runs (None: long-polling)
     _transport: asyncio.Transport | None = None
     _writing = False  # the writer holds packets taken from the queue and not all written yet
     _ping: asyncio.Task[None] | None = None  # the pending ping (asleep for ping_interval), cancelled on close
@@ -126,11 +127,36 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             self._ping = self.server.start_background_task(self._send_ping)
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
-        """engine.io's close, then the pending ping's sleep cancelled (unless the ping is what closes)."""
-        await super().close(wait=wait, abort=abort, reason=reason)
+        """engine.io's close, never waiting for a writer that has stopped; then the pending
+        ping's sleep cancelled (unless the ping is what closes).
+
+        engine.io's ``close(wait=True)`` (what ``disconnect(sid)`` does) queues a CLOSE
+        packet and waits until the queue is written out. When the connection had just
+        dropped, its writer could have stopped already (it stops at the ``None`` the reader
+        queues, or at a failed write) while the reader had not yet closed the socket: the
+        CLOSE packet then stayed queued and the close waited for ever. The Redis-restart
+        fault test hung that way (a resend that could not be answered ends its connection
+        while the proxy cuts it): the waiting message held its connection's turn, so the
+        messages behind it never ran and their client, on a new connection, waited for them.
+        """
+        await super().close(wait=False, abort=abort, reason=reason)
+        if wait:
+            await self._written_out()
         ping, self._ping = self._ping, None
         if ping is not None and ping is not asyncio.current_task():
             ping.cancel()
+
+    async def _written_out(self) -> None:
+        """Until the queue is written out, or its WebSocket writer has stopped (what is left is never sent)."""
+        writer = self._writer
+        if writer is None:  # long-polling: engine.io's own wait (a poll takes the packets)
+            await self.queue.join()
+            return
+        joined = asyncio.ensure_future(self.queue.join())
+        try:
+            await asyncio.wait({joined, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            joined.cancel()
 
     def may_write_now(self) -> bool:
         """Whether a packet written now cannot overtake another or wait for the client."""
@@ -195,7 +221,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         else:
             self.connected = True
             self.upgraded = True
-        writer = asyncio.ensure_future(self._write_queued(ws))
+        writer = self._writer = asyncio.ensure_future(self._write_queued(ws))
         if not ws.compress:  # compressed, one frame at a time cost more than engine.io's batches (measured)
             self._draining = set()
             self._transport, self._ws = transport, ws

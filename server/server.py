@@ -542,7 +542,8 @@ class SxServer:
         except ReplyUnknown as error:
             log.warning("[%s] %s %s: not answered (%s); its connection is closed, so that it comes again",
                         sid, type_, message_id, error)
-            socket.ending = True  # before its turn passes on (finally): nothing behind it runs
+            socket.ending = True  # before its turn passes on: nothing behind it runs
+            self.start_order.done(sid, mine)  # before the close: the turn never waits on it
             await self._end_connection(sid)
             return None  # python-socketio's ack to a closed connection goes nowhere
         finally:

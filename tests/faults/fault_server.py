@@ -34,6 +34,20 @@ from shotx.server.server import open_store
 from shotx.server.socket import SxSocket
 
 
+def awaits_of(task: asyncio.Task[Any]) -> str:
+    """``file:line:function > ...`` from the task's coroutine down to what its innermost one awaits."""
+    parts, awaited = [], task.get_coro()
+    for _ in range(64):
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        parts.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    if awaited is not None and not parts[-1:] == [repr(awaited)]:
+        parts.append(f"awaits {type(awaited).__name__}" + (f" {awaited.get_name()}" if isinstance(awaited, asyncio.Task) else ""))
+    return " > ".join(parts) or f"{task.get_name()} (no frames)"
+
+
 def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> None:
     from shotx.server.__main__ import SX
 
@@ -60,14 +74,10 @@ def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> 
         raise ValueError(f"refused on purpose: nothing was done (inc={incarnation} run={count[0]})")
 
     async def tasks(request: web.Request) -> web.Response:
-        """``GET /fault/tasks``: every asyncio task of the server and where it waits (innermost
-        frame last): what a test prints when something it sent is never answered."""
-        lines = []
-        for task in asyncio.all_tasks():
-            frames = [f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}"
-                      for frame in task.get_stack(limit=40)]
-            lines.append(" > ".join(frames[-8:]) or f"{task.get_name()} (no frames)")
-        return web.Response(text="\n".join(sorted(lines)))
+        """``GET /fault/tasks``: every asyncio task of the server and where it waits, followed
+        down its chain of awaits (``get_stack`` shows a suspended task's outermost frame only):
+        what a test prints when something it sent is never answered."""
+        return web.Response(text="\n".join(sorted(awaits_of(task) for task in asyncio.all_tasks())))
 
     app.router.add_get("/fault/tasks", tasks)
 

@@ -43,7 +43,7 @@ async def server_tasks(server, tmp_path) -> str:
     async with aiohttp.ClientSession() as session, session.get(f"{server.url}/fault/tasks") as response:
         text = await response.text()
     (tmp_path / "server-tasks.txt").write_text(text)
-    waits = collections.Counter(" > ".join(line.split(" > ")[-3:]) for line in text.splitlines())
+    waits = collections.Counter(" > ".join(line.split(" > ")[-6:]) for line in text.splitlines())
     return "\nserver tasks (innermost frames, count):\n" + "\n".join(f"  {n} x {where}" for where, n in waits.most_common(12))
 
 
