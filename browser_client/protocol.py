@@ -142,6 +142,20 @@ def check_request(message: Any) -> tuple[str, Any, dict[str, Any]] | dict[str, A
     return type_, message.get("data"), meta
 
 
+def message_id(type_: str, meta: dict[str, Any]) -> str | None:
+    """The id that puts a message in its sender's stream: run once per id (resends answered
+    from the reply memory) and, on an ordered connection, held behind a refused one. None for
+    a built-in request and for a missing, empty or non-string id: such a message runs each time.
+
+    >>> message_id("t", {"id": "m1"}), message_id("t", {"id": ""}), message_id(JOIN, {"id": "m1"})
+    ('m1', None, None)
+    """
+    found = meta.get("id")
+    if type_ in BUILTIN_TYPES or not isinstance(found, str) or not found:
+        return None
+    return found
+
+
 def room_message(type_: str, data: Any, message_id: str, room: str, offset: int) -> dict[str, Any]:
     """A room message as the server broadcasts it."""
     return {"meta": {"type": type_, "id": message_id, "room": room, "offset": offset}, "data": data}

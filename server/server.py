@@ -507,8 +507,7 @@ class SxServer:
         found = self.message_handlers.get(type_)
         if found is None:
             return protocol.unknown_type(type_)
-        message_id = meta.get("id") if type_ not in protocol.BUILTIN_TYPES else None
-        refused = socket.use.admit(time.monotonic(), message_id if isinstance(message_id, str) else None)
+        refused = socket.use.admit(time.monotonic(), protocol.message_id(type_, meta))
         if refused is not None:
             log.info("[%s] %s: %s", sid, type_, refused)
             return protocol.failure(protocol.LIMIT_EXCEEDED, refused)
@@ -532,9 +531,9 @@ class SxServer:
             self.start_order.done(sid, mine)
             return await run()
 
-        message_id = meta.get("id")
+        message_id = protocol.message_id(type_, meta)
         try:
-            if type_ in protocol.BUILTIN_TYPES or not isinstance(message_id, str) or not message_id:
+            if message_id is None:
                 text = await run_in_turn()
             else:
                 text = await self.replies.once(socket.resend_key, message_id, run_in_turn,
