@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import time
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +29,7 @@ from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
 from .replies import STORE_TIMEOUT, Refusal, Reply, ReplyMemory, ReplyText, ReplyUnknown, resend_key, run_handler
-from .room_locks import DeliveryOrder, RoomLocks
+from .room_locks import DeliveryOrder, ReplayGuard, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
@@ -122,6 +123,7 @@ class SxServer:
         self.join_authorizer: JoinAuthorizer | None = None
         self.sockets: dict[str, SxSocket] = {}
         self.room_locks = RoomLocks()
+        self.replay_guard = ReplayGuard()
         self.delivery_order = DeliveryOrder()
         # Per connection, handlers start in arrival order (the outbox's order), even
         # when an earlier message first awaits its remembered reply in the store.
@@ -253,7 +255,10 @@ class SxServer:
         now = time.time() if now is None else now
         await self.store.forget_replies_before(now - self.reply_window)
         cutoff = retention_cutoff(now, self.retention_max_age)
-        return 0 if cutoff is None else await self.store.drop_older_than(cutoff)
+        if cutoff is None:
+            return 0
+        async with self.replay_guard.retaining():  # a replay reading the log page by page keeps it
+            return await self.store.drop_older_than(cutoff)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -343,12 +348,20 @@ class SxServer:
         if room not in socket.rooms and (too_many := socket.use.may_join(len(socket.rooms))) is not None:
             raise Refusal(protocol.LIMIT_EXCEEDED, too_many)
         await self._authorize(room, socket, since)
-        release = await self.room_locks.acquire(room)
+        end_replay = await self.replay_guard.start_replay()  # no age retention while the log is read
+        try:
+            release = await self.room_locks.acquire(room)
+        except BaseException:
+            end_replay()
+            raise
         entered = False
         try:
             await self.delivery_order.settled(room)  # sends before this join are logged and out
             plan = plan_join(room, since, await self.store.bounds(room), epoch)
-            replay = await self._read_replay(room, plan.replay_after)
+            first = await self.store.read(room, plan.replay_after, REPLAY_PAGE)
+            replay = Replay(room, plan.head, first, more=len(first) == REPLAY_PAGE and first[-1].offset < plan.head)
+            if not replay.more:
+                end_replay()
             if self.shared is not None:  # before entering: it may send the room's other members away
                 await self.shared.joined(room, plan.head, plan.epoch, socket.sid)
             await self.sio.enter_room(socket.sid, room)
@@ -358,15 +371,17 @@ class SxServer:
         except BaseException:
             if entered:
                 await self.sio.leave_room(socket.sid, room)
+            end_replay()
             release()
             raise
         # python-socketio queues this answer as the handler returns, with no await in
         # between (test_join_positions.py's answer-before-backlog test holds it to that); the task
         # below starts after it.
-        self._background(self._replay_then_release(socket.sid, replay, release))
+        self._background(self._replay_then_release(socket.sid, replay, release, end_replay))
+        count, until = replay.announced(plan.replay_after)
         log.info("[%s] joined %s since=%s epoch=%s replayed=%d missed=%d reset=%s", socket.sid, room, since,
-                 epoch, len(replay), plan.missed, plan.reset)
-        return plan.answer(len(replay), replay[-1].offset if replay else None)
+                 epoch, count, plan.missed, plan.reset)
+        return plan.answer(count, until)
 
     async def _authorize(self, room: str, socket: SxSocket, since: int | None) -> None:
         if self.join_authorizer is None:
@@ -374,22 +389,23 @@ class SxServer:
         if is_refusal(await _call(self.join_authorizer, room, socket, since)):
             raise Refusal(protocol.JOIN_REFUSED, f"Join refused: {room}")
 
-    async def _read_replay(self, room: str, after: int) -> list[LogEntry]:
-        entries: list[LogEntry] = []
-        while True:
-            page = await self.store.read(room, after, REPLAY_PAGE)
-            entries.extend(page)
-            if len(page) < REPLAY_PAGE:
-                return entries
-            after = page[-1].offset
-
-    async def _replay_then_release(self, sid: str, replay: list[LogEntry], release: Callable[[], None]) -> None:
+    async def _replay_then_release(self, sid: str, replay: Replay, release: Callable[[], None],
+                                   end_replay: Callable[[], None]) -> None:
+        """Send the replay page by page (one page in memory), reading the next once one is sent."""
         try:
-            for entry in replay:
-                await self.room_messages.send(entry, sid=sid)
+            page = replay.first
+            while page:
+                for entry in page:
+                    await self.room_messages.send(entry, sid=sid)
+                if not replay.more or page[-1].offset >= replay.head:
+                    break
+                # at or below the join's head: what another process appends later arrives live
+                page = [entry for entry in await self.store.read(replay.room, page[-1].offset, REPLAY_PAGE)
+                        if entry.offset <= replay.head]
         except Exception:  # the socket went away: its next join replays from its offset
-            log.info("[%s] replay of %s stopped: the socket is gone", sid, replay[0].room)
+            log.info("[%s] replay of %s stopped: the socket is gone", sid, replay.room)
         finally:
+            end_replay()
             release()
 
     async def _leave(self, data: Any, socket: SxSocket) -> dict[str, Any]:
@@ -552,6 +568,30 @@ class SxServer:
             return (BinaryJsonText(text.json, text.attachments) if self._replies_as_text
                     else binary.decode(text.json, text.attachments))
         return JsonText(text) if self._replies_as_text else json.loads(text)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A join's replay: its first page, read before the answer, and whether more pages follow
+    (read while it is sent, up to the join's ``head``: a server holds one page per join)."""
+
+    room: str
+    head: int
+    first: list[LogEntry]
+    more: bool
+
+    def announced(self, after: int) -> tuple[int, int | None]:
+        """The answer's ``replayed`` and ``until``: the first page's, or the whole range's
+        (the log has every offset in it: retention drops from the oldest, and not meanwhile).
+
+        >>> Replay("r", 1200, [LogEntry("r", n, "i", "t", "{}", 0.0) for n in (1, 2)], more=True).announced(0)
+        (1200, 1200)
+        >>> Replay("r", 9, [], more=False).announced(4)
+        (0, None)
+        """
+        if self.more:
+            return self.head - after, self.head
+        return len(self.first), self.first[-1].offset if self.first else None
 
 
 def _checked(check: Callable[[Any], Any], value: Any) -> Any:

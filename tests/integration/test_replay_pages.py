@@ -1,0 +1,91 @@
+"""A join's replay of many pages: the server holds one page at a time, sends them in
+offset order after the answer, and keeps age retention off the log it is still reading.
+
+``REPLAY_PAGE`` (500) is the replay page size of issue 9's limits. The replay used to be
+read whole into memory before anything was sent: a room's retained log (10,000 messages
+of up to 2 MiB by default) per joining client. The store here is a real SQLite store
+whose reads after the first page can be held, so the test sees what the server sent
+before it read on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from shotx.server import SqliteStore
+from shotx.server.server import REPLAY_PAGE
+
+TOTAL = 2 * REPLAY_PAGE + 234
+
+
+class HeldReads(SqliteStore):
+    """A real SQLite store; once ``hold`` is set, a read past the first page waits for ``release``."""
+
+    def __init__(self, path) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(path)
+        self.hold, self.release, self.held = False, asyncio.Event(), asyncio.Event()
+        self.reads: list[int] = []  # the ``after`` of each read
+        self.retention_asked, self.dropped_at = asyncio.Event(), None  # type: ignore[var-annotated]
+
+    async def read(self, room, after, limit):  # type: ignore[no-untyped-def]
+        self.reads.append(after)
+        if self.hold and after > 0:
+            self.held.set()
+            await self.release.wait()
+        return await super().read(room, after, limit)
+
+    async def forget_replies_before(self, ts):  # type: ignore[no-untyped-def]
+        self.retention_asked.set()  # apply_retention's first step; the drop comes after it
+        return await super().forget_replies_before(ts)
+
+    async def drop_older_than(self, ts):  # type: ignore[no-untyped-def]
+        self.dropped_at = len(self.reads)
+        return await super().drop_older_than(ts)
+
+
+async def a_room_of(server, room: str, count: int) -> None:
+    for n in range(1, count + 1):
+        await server.sx.to(room).send("n", {"n": n})
+
+
+async def test_a_replay_of_several_pages_is_sent_page_by_page_in_order_after_the_answer(
+        start_server, make_client, wait_until, tmp_path):
+    store = HeldReads(tmp_path / "server.sqlite3")
+    server = await start_server(store=store)
+    await a_room_of(server, "r", TOTAL)
+    client, got = make_client(server.url), []
+    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    await client.connect("t")
+    store.hold, store.reads = True, []
+    joining = asyncio.ensure_future(client.join("r"))
+    await store.held.wait()  # the second page's read: the first page is on its way, and only it
+    await wait_until(lambda: len(got) == REPLAY_PAGE)
+    assert got == list(range(1, REPLAY_PAGE + 1))
+    store.release.set()
+    answer = await asyncio.wait_for(joining, 10)  # join() returns once the whole replay is handled
+    assert (answer["replayed"], answer["until"]) == (TOTAL, TOTAL)
+    assert got == list(range(1, TOTAL + 1))
+    assert store.reads == [0, REPLAY_PAGE, 2 * REPLAY_PAGE]
+
+
+async def test_age_retention_waits_for_a_replay_still_reading_the_log(start_server, make_client, wait_until,
+                                                                     tmp_path):
+    store = HeldReads(tmp_path / "server.sqlite3")
+    server = await start_server(store=store)
+    await a_room_of(server, "r", TOTAL)
+    client, got = make_client(server.url), []
+    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    await client.connect("t")
+    store.hold = True
+    joining = asyncio.ensure_future(client.join("r"))
+    await store.held.wait()
+    retention = asyncio.ensure_future(server.sx.apply_retention(now=10**10))  # every message is too old
+    await store.retention_asked.wait()
+    for _ in range(20):  # retention's turn comes and goes: it must wait for the replay
+        await asyncio.sleep(0)
+    assert store.dropped_at is None and not retention.done()
+    store.release.set()
+    await asyncio.wait_for(joining, 10)
+    assert got == list(range(1, TOTAL + 1))  # nothing the answer promised was dropped under it
+    assert await asyncio.wait_for(retention, 10) == TOTAL  # then retention ran, and took them all
+    assert store.dropped_at == 3  # after the replay's three reads
