@@ -74,6 +74,9 @@ class Sender:
         self.on_restored_reply: Callable[[OutboxRecord, Any], None] | None = None
         self._never_sent: set[str] = set()  # made here and not emitted yet: no resend flag
         self._storing: set[str] = set()  # made here, their store write not done: not sent yet
+        # Went out on this connection as a first send, no answer yet. Only these may go out
+        # again as first sends after a 2007: a copy sent before (another connection) may have run.
+        self._first_out: set[str] = set()
         self._queue: deque[OutboxRecord] = deque()
         self._live = False  # True once this connection's stored records are queued
         self._wake = asyncio.Event()
@@ -157,11 +160,14 @@ class Sender:
             self._drained.set()
         if is_limit_refusal(reply):
             return self._refused(record_id, reply)
+        self._first_out.discard(record_id)
         self.throttle.admitted()
         self._acknowledged(record_id, reply)
 
     def _refused(self, record_id: str, reply: Any) -> None:
         self._sent.discard(record_id)  # it goes out again on this connection
+        if record_id in self._first_out:  # and, if it went out as a first send, again as one: the
+            self._never_sent.add(record_id)  # 2007 says that copy was not handled (no lookup needed)
         delay = self.throttle.refuse(record_id)
         if delay is not None:
             log.info("the server refused a send (%s); sending again in %.2fs",
@@ -235,6 +241,7 @@ class Sender:
         self._drained.set()
         self._queue = deque()
         self._sent = set()
+        self._first_out = set()  # what went out on the last connection may have run: resends now
         self.throttle.reset()
         self._live = False
         self._ended = ended = asyncio.Event()
@@ -289,6 +296,7 @@ class Sender:
         before (so the server looks its reply up in its store)."""
         if record.id in self._never_sent:
             self._never_sent.discard(record.id)
+            self._first_out.add(record.id)
             return record.payload()
         return {"meta": {**record.meta, "resend": True}, "data": record.data}
 
