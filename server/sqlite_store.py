@@ -83,6 +83,9 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self.commits = GroupCommit(lambda: self.db, self._forget_cached_bounds)
         self._rooms: OrderedDict[str, RoomBounds] = OrderedDict()  # the LRU cache of bounds
+        # What each cached room's ``rooms`` row holds, as far as this store knows: a room
+        # that leaves the cache unchanged (only read, by joins) is not written again.
+        self._in_file: dict[str, RoomBounds] = {}
         self._swept: dict[str, int] = {}  # per cached room: rows at or below this offset are deleted
         # Epochs made here whose row may not be in the file yet (a failed write writes the same one
         # again at the next load, so this process never shows two), with that write.
@@ -138,6 +141,7 @@ class SqliteStore:
         """Heads handed out for failed appends may be ahead of the file: load them again."""
         self._rooms.clear()
         self._swept.clear()
+        self._in_file.clear()
 
     def _room(self, room: str) -> RoomBounds:
         bounds = self._rooms.get(room)
@@ -150,10 +154,12 @@ class SqliteStore:
         return bounds
 
     def _evict(self, room: str, bounds: RoomBounds) -> None:
-        """A room leaves the cache: the file is told all it knew (see the module docstring)."""
+        """A room leaves the cache: the file is told all it knew that it does not hold yet
+        (see the module docstring)."""
         if bounds.floor > self._swept.pop(room, 0):
             self._write(sql.SWEEP, (room, bounds.floor))
-        self._write(sql.SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
+        if self._in_file.pop(room, None) != bounds:
+            self._write(sql.SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
 
     def _load_room(self, room: str) -> RoomBounds:
         """Bounds from the ``rooms`` row and the log (see the module docstring)."""
@@ -162,6 +168,8 @@ class SqliteStore:
                               (room,)).fetchone()
         saved = RoomBounds(*row[:3]) if row else RoomBounds()
         epoch = self._load_epoch(room, row[3] if row else None)
+        if row is not None and row[3] is not None:
+            self._in_file[room] = RoomBounds(*row[:3], row[3])
         lowest, highest = self.db.execute(
             "SELECT MIN(offset), MAX(offset) FROM room_log WHERE room = ?", (room,)).fetchone()
         if highest is None:  # an empty log: nothing was sent, or retention took it all
@@ -191,7 +199,7 @@ class SqliteStore:
         return epoch
 
     def _save_room(self, room: str, bounds: RoomBounds) -> Write:
-        self._rooms[room] = bounds
+        self._rooms[room] = self._in_file[room] = bounds
         return self._write(sql.SAVE_ROOM, (room, bounds.head, bounds.floor, bounds.delivered, bounds.epoch))
 
     async def append(self, room: str, type_: str, data_json: str, message_id: str, ts: float,

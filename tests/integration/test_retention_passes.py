@@ -135,6 +135,34 @@ async def test_rooms_leave_the_cache_and_come_back_with_the_same_bounds(tmp_path
         await again.close()
 
 
+async def test_rooms_only_read_leave_the_cache_without_a_write(tmp_path):
+    """Joins read bounds; a room that leaves the cache as it came in costs no write (each one a
+    row rewritten in the next commit, for rooms nobody sent to)."""
+    path = tmp_path / "read-only.sqlite3"
+    store = await opened(path, room_cache=4)
+    for room in range(12):
+        await store.append(f"r{room}", "t", "1", f"r{room}-1", 1.0, False, 30)
+    await store.close()
+    store = await opened(path, room_cache=4)
+    try:
+        for room in [*range(12), *range(8)]:  # rooms cached at the close had no row: each leaves once
+            await store.bounds(f"r{room}")
+        await store.flushed()
+        before = store.db.total_changes
+        for _ in range(3):
+            for room in range(12):  # three times round, every room evicted each time
+                assert (await store.bounds(f"r{room}")).head == 1
+        await store.flushed()
+        assert store.db.total_changes == before
+        await store.mark_delivered("r0", 1)  # a changed one is still written when it leaves
+        for room in range(1, 6):
+            await store.bounds(f"r{room}")
+        await store.flushed()
+        assert store.db.execute("SELECT delivered FROM rooms WHERE room = 'r0'").fetchone()[0] == 1
+    finally:
+        await store.close()
+
+
 async def test_redis_passes_run_in_bounded_script_calls_and_leave_the_right_entries(redis_url, redis_prefix):
     """A Lua script holds Redis for everyone: each call drops at most ``SCRIPT_BATCH``."""
     from shotx.server.redis_store import SCRIPT_BATCH, RedisStore
