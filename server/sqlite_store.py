@@ -169,7 +169,7 @@ class SqliteStore:
         saved = RoomBounds(*row[:3]) if row else RoomBounds()
         epoch = self._load_epoch(room, row[3] if row else None)
         if row is not None and row[3] is not None:
-            self._in_file[room] = RoomBounds(*row[:3], row[3])
+            self._in_file[room] = RoomBounds(row[0], row[1], row[2], row[3])
         lowest, highest = self.db.execute(
             "SELECT MIN(offset), MAX(offset) FROM room_log WHERE room = ?", (room,)).fetchone()
         if highest is None:  # an empty log: nothing was sent, or retention took it all
