@@ -514,16 +514,8 @@ class SxClient:
         ... def created(reply):
         ...     print(reply.id, reply.sent, reply.result if reply.error is None else reply.error)
         """
-        protocol.check_type(type_)
-        if handler is None:
-            def decorate(fn: Callable[[RestoredReply], Any]) -> Callable[[RestoredReply], Any]:
-                self.on_reply(type_, fn)
-                return fn
-            return decorate
-        if not callable(handler):
-            raise TypeError("on_reply needs a function")
-        self._reply_handlers.setdefault(type_, []).append(handler)
-        return self
+        return protocol.register_or_decorate(
+            self, lambda type_, fn: self._reply_handlers.setdefault(type_, []).append(fn), type_, handler, "on_reply")
 
     def _restored_reply(self, record: OutboxRecord, reply: Any) -> None:
         handlers = self._reply_handlers.get(record.type)

@@ -218,10 +218,10 @@ def handler_arity(fn: Callable[..., Any], most: int) -> int:
 
 
 def register_or_decorate(owner: Any, register: Callable[[str, Callable[..., Any]], None], type_: Any,
-                         handler: Callable[..., Any] | None) -> Any:
-    """``on_message`` on both ends: with a handler, register it and return
-    ``owner`` (for chaining); without, return a decorator that registers the
-    function and gives it back unchanged.
+                         handler: Callable[..., Any] | None, name: str = "on_message") -> Any:
+    """``on_message`` on both ends (and the client's ``on_reply``, as ``name``): with a
+    handler, register it and return ``owner`` (for chaining); without, return a decorator
+    that registers the function and gives it back unchanged.
 
     >>> routes = {}
     >>> register_or_decorate("owner", routes.__setitem__, "t", print)
@@ -230,13 +230,13 @@ def register_or_decorate(owner: Any, register: Callable[[str, Callable[..., Any]
     (True, ['t', 'u'])
     """
     if not isinstance(type_, str) or not type_ or (handler is not None and not callable(handler)):
-        raise TypeError("Invalid parameters for on_message: need a non-empty str type and a function")
+        raise TypeError(f"Invalid parameters for {name}: need a non-empty str type and a function")
     if handler is not None:
         register(type_, handler)
         return owner
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        register_or_decorate(owner, register, type_, fn)
+        register_or_decorate(owner, register, type_, fn, name)
         return fn
     return decorate
 
