@@ -39,6 +39,28 @@ def resend(n: int) -> dict[str, object]:
     return {"meta": {"type": "fault_send", "id": f"0199-down-{n}", "resend": True}, "data": {"c": 0, "n": n}}
 
 
+async def resend_ends_its_connection(sio: socketio.AsyncClient, gone: asyncio.Event, n: int, within: float,
+                                     server) -> None:  # type: ignore[no-untyped-def]
+    """Resend ``n``: its connection must end within ``within`` seconds, unanswered and not run."""
+    answered = asyncio.get_running_loop().create_future()
+    await sio.emit("message", resend(n), callback=lambda *reply: answered.set_result(reply))
+    await asyncio.wait_for(asyncio.wait([answered, asyncio.ensure_future(gone.wait())],
+                                        return_when=asyncio.FIRST_COMPLETED), within)
+    assert gone.is_set() and not answered.done(), "the resend was neither answered nor its connection ended"
+    assert read_runs(server.runs) == []  # not run: whether it ran before, the store could not say
+
+
+async def resend_runs_once(server, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Resend ``n`` on a new connection: answered, and run once in all."""
+    again, _ = await connected(server.url)
+    try:
+        reply = await again.call("message", resend(n), timeout=ANSWER_WITHIN)
+        assert reply["meta"]["success"] is True and reply["data"]["id"] == f"0199-down-{n}"
+        assert [run["id"] for run in read_runs(server.runs)] == [f"0199-down-{n}"]
+    finally:
+        await again.disconnect()
+
+
 async def test_a_resend_the_store_cannot_look_up_ends_its_connection_and_runs_once_redis_is_back(
         servers, private_redis):
     server = servers(private_redis.url)
@@ -46,22 +68,11 @@ async def test_a_resend_the_store_cannot_look_up_ends_its_connection_and_runs_on
     sio, gone = await connected(server.url)
     try:
         await private_redis.kill()
-        answered = asyncio.get_running_loop().create_future()
-        await sio.emit("message", resend(1), callback=lambda *reply: answered.set_result(reply))
-        await asyncio.wait_for(asyncio.wait([answered, asyncio.ensure_future(gone.wait())],
-                                            return_when=asyncio.FIRST_COMPLETED), ANSWER_WITHIN)
-        assert gone.is_set() and not answered.done(), "the resend was neither answered nor its connection ended"
-        assert read_runs(server.runs) == []  # not run: whether it ran before, the store could not say
+        await resend_ends_its_connection(sio, gone, 1, ANSWER_WITHIN, server)
     finally:
         await sio.disconnect()
     await private_redis.start()
-    again, _ = await connected(server.url)
-    try:
-        reply = await again.call("message", resend(1), timeout=ANSWER_WITHIN)
-        assert reply["meta"]["success"] is True and reply["data"]["id"] == "0199-down-1"
-        assert [run["id"] for run in read_runs(server.runs)] == ["0199-down-1"]
-    finally:
-        await again.disconnect()
+    await resend_runs_once(server, 1)
 
 
 async def test_nothing_sent_after_an_unanswerable_resend_runs_before_it(servers, private_redis):
@@ -122,19 +133,8 @@ async def test_a_resend_whose_lookup_hangs_ends_its_connection_and_runs_once_red
     sio, gone = await connected(server.url)
     try:
         private_redis.freeze()
-        answered = asyncio.get_running_loop().create_future()
-        await sio.emit("message", resend(3), callback=lambda *reply: answered.set_result(reply))
-        await asyncio.wait_for(asyncio.wait([answered, asyncio.ensure_future(gone.wait())],
-                                            return_when=asyncio.FIRST_COMPLETED), 3.5)
-        assert gone.is_set() and not answered.done(), "the resend was neither answered nor its connection ended"
-        assert read_runs(server.runs) == []
+        await resend_ends_its_connection(sio, gone, 3, 3.5, server)
     finally:
         await sio.disconnect()
         private_redis.thaw()
-    again, _ = await connected(server.url)
-    try:
-        reply = await again.call("message", resend(3), timeout=ANSWER_WITHIN)
-        assert reply["meta"]["success"] is True and reply["data"]["id"] == "0199-down-3"
-        assert [run["id"] for run in read_runs(server.runs)] == ["0199-down-3"]
-    finally:
-        await again.disconnect()
+    await resend_runs_once(server, 3)

@@ -14,14 +14,7 @@ from shotx.client import OutboxFull, SxClient, binary, protocol
 from shotx.client.sqlite_store import SqliteStore
 from shotx.server.limits import Limits
 
-
-def recording(handled):
-    def setup(sx):
-        def route(data, socket):
-            handled.append(data["n"])
-            return {"n": data["n"]}
-        sx.on_message("route", route)
-    return setup
+from recording_route import recording  # tests/integration is on sys.path
 
 
 async def stored_numbers(client):

@@ -48,8 +48,9 @@ async def a_room_of(server, room: str, count: int) -> None:
         await server.sx.to(room).send("n", {"n": n})
 
 
-async def test_a_replay_of_several_pages_is_sent_page_by_page_in_order_after_the_answer(
-        start_server, make_client, wait_until, tmp_path):
+async def joining_with_the_second_read_held(start_server, make_client, tmp_path):  # type: ignore[no-untyped-def]
+    """A server on :class:`HeldReads` with a room of ``TOTAL``, and a client whose join of it
+    waits at the replay's second read: ``(server, store, joining, offsets handled)``."""
     store = HeldReads(tmp_path / "server.sqlite3")
     server = await start_server(store=store)
     await a_room_of(server, "r", TOTAL)
@@ -59,6 +60,12 @@ async def test_a_replay_of_several_pages_is_sent_page_by_page_in_order_after_the
     store.hold, store.reads = True, []
     joining = asyncio.ensure_future(client.join("r"))
     await store.held.wait()  # the second page's read: the first page is on its way, and only it
+    return server, store, joining, got
+
+
+async def test_a_replay_of_several_pages_is_sent_page_by_page_in_order_after_the_answer(
+        start_server, make_client, wait_until, tmp_path):
+    server, store, joining, got = await joining_with_the_second_read_held(start_server, make_client, tmp_path)
     await wait_until(lambda: len(got) == REPLAY_PAGE)
     assert got == list(range(1, REPLAY_PAGE + 1))
     store.release.set()
@@ -70,15 +77,7 @@ async def test_a_replay_of_several_pages_is_sent_page_by_page_in_order_after_the
 
 async def test_age_retention_waits_for_a_replay_still_reading_the_log(start_server, make_client, wait_until,
                                                                      tmp_path):
-    store = HeldReads(tmp_path / "server.sqlite3")
-    server = await start_server(store=store)
-    await a_room_of(server, "r", TOTAL)
-    client, got = make_client(server.url), []
-    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
-    await client.connect("t")
-    store.hold = True
-    joining = asyncio.ensure_future(client.join("r"))
-    await store.held.wait()
+    server, store, joining, got = await joining_with_the_second_read_held(start_server, make_client, tmp_path)
     retention = asyncio.ensure_future(server.sx.apply_retention(now=10**10))  # every message is too old
     await store.retention_asked.wait()
     for _ in range(20):  # retention's turn comes and goes: it must wait for the replay
@@ -88,4 +87,4 @@ async def test_age_retention_waits_for_a_replay_still_reading_the_log(start_serv
     await asyncio.wait_for(joining, 10)
     assert got == list(range(1, TOTAL + 1))  # nothing the answer promised was dropped under it
     assert await asyncio.wait_for(retention, 10) == TOTAL  # then retention ran, and took them all
-    assert store.dropped_at == 3  # after the replay's three reads
+    assert store.dropped_at == 3  # after the replay's three reads (counted from the join)

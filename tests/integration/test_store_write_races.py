@@ -15,6 +15,8 @@ import asyncio
 
 from shotx.client.sqlite_store import SqliteStore
 
+from recording_route import recording  # tests/integration is on sys.path
+
 
 class HeldWrites(SqliteStore):
     """A real SQLite client store; each ``add_outbox`` waits for :attr:`release` first."""
@@ -36,19 +38,10 @@ class HeldWrites(SqliteStore):
         await super().add_outbox(record)
 
 
-def echo(handled):
-    def setup(sx):
-        def route(data, socket):
-            handled.append(data["n"])
-            return {"n": data["n"]}
-        sx.on_message("route", route)
-    return setup
-
-
 async def test_a_send_is_not_emitted_before_it_is_stored_and_its_future_gets_the_ack(start_server, make_client,
                                                                                    tmp_path):
     handled: list[int] = []
-    server = await start_server(echo(handled))
+    server = await start_server(recording(handled))
     store = HeldWrites(str(tmp_path / "client.sqlite3"))
     client = make_client(server.url, store=store)
     await client.restore()
