@@ -391,7 +391,14 @@ class SxServer:
 
     async def _replay_then_release(self, sid: str, replay: Replay, release: Callable[[], None],
                                    end_replay: Callable[[], None]) -> None:
-        """Send the replay page by page (one page in memory), reading the next once one is sent."""
+        """Send the replay page by page, reading the next once the client has taken the last
+        one: a client that reads slowly holds about a page of it in the server.
+
+        A read that fails mid-replay ends the connection (still holding the room, so no
+        live message reaches the member past the hole): its answer promised the whole
+        range, and the client, which stores its offset as it handles messages, rejoins
+        from where it got to. A socket that went away stops the replay at the next page.
+        """
         try:
             page = replay.first
             while page:
@@ -399,10 +406,21 @@ class SxServer:
                     await self.room_messages.send(entry, sid=sid)
                 if not replay.more or page[-1].offset >= replay.head:
                     break
+                await self.room_messages.drained(sid)
+                if not self.sio.manager.is_connected(sid, "/"):
+                    log.info("[%s] replay of %s stopped at %d: the socket is gone", sid, replay.room, page[-1].offset)
+                    break
+                try:
+                    read = await self.store.read(replay.room, page[-1].offset, REPLAY_PAGE)
+                except Exception as error:
+                    log.warning("[%s] replay of %s stopped at %d: the log could not be read (%s); its "
+                                "connection is closed, so that it joins again from there", sid, replay.room,
+                                page[-1].offset, error)
+                    await self._end_connection(sid)
+                    break
                 # at or below the join's head: what another process appends later arrives live
-                page = [entry for entry in await self.store.read(replay.room, page[-1].offset, REPLAY_PAGE)
-                        if entry.offset <= replay.head]
-        except Exception:  # the socket went away: its next join replays from its offset
+                page = [entry for entry in read if entry.offset <= replay.head]
+        except Exception:  # a send to a socket that went away: its next join replays from its offset
             log.info("[%s] replay of %s stopped: the socket is gone", sid, replay.room)
         finally:
             end_replay()
@@ -582,7 +600,8 @@ class Replay:
 
     def announced(self, after: int) -> tuple[int, int | None]:
         """The answer's ``replayed`` and ``until``: the first page's, or the whole range's
-        (the log has every offset in it: retention drops from the oldest, and not meanwhile).
+        (retention drops from the oldest, and not meanwhile; an append whose write failed
+        leaves its offset out, which makes only the count high, never ``until`` wrong).
 
         >>> Replay("r", 1200, [LogEntry("r", n, "i", "t", "{}", 0.0) for n in (1, 2)], more=True).announced(0)
         (1200, 1200)

@@ -88,3 +88,64 @@ async def test_age_retention_waits_for_a_replay_still_reading_the_log(start_serv
     assert got == list(range(1, TOTAL + 1))  # nothing the answer promised was dropped under it
     assert await asyncio.wait_for(retention, 10) == TOTAL  # then retention ran, and took them all
     assert store.dropped_at == 3  # after the replay's three reads (counted from the join)
+
+
+class FailingRead(HeldReads):
+    """A real SQLite store whose first read past the first page fails (a Redis restarting)."""
+
+    failed = False
+
+    async def read(self, room, after, limit):  # type: ignore[no-untyped-def]
+        if after > 0 and not self.failed:
+            self.failed = True
+            raise ConnectionError("the log is not there for a moment")
+        return await super().read(room, after, limit)
+
+
+async def test_a_read_that_fails_mid_replay_costs_the_connection_not_the_rest_of_the_replay(
+        start_server, make_client, tmp_path):
+    """The answer promised the whole range. A failed read used to end the replay quietly: the
+    member stayed in the room with a hole after the first page, and a live message past it
+    would have moved its offset over the hole for good."""
+    store = FailingRead(tmp_path / "server.sqlite3")
+    server = await start_server(store=store)
+    await a_room_of(server, "r", TOTAL)
+    client, got = make_client(server.url, store=tmp_path / "client.sqlite3"), []
+    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    await client.connect("t")
+    await asyncio.wait_for(client.join("r"), 20)  # returns once it has handled up to the promised head
+    assert store.failed and got == list(range(1, TOTAL + 1))  # the rejoin took it from where it got to
+
+
+def pause_reading(client) -> asyncio.Transport:  # type: ignore[no-untyped-def]
+    """The client's socket stops reading (aiohttp's connection under python-engineio's WebSocket)."""
+    transport = client.transport._sio.eio.ws._conn.transport
+    transport.pause_reading()
+    return transport
+
+
+async def test_a_client_that_stops_reading_holds_about_a_page_of_its_replay_in_the_server(
+        start_server, make_client, wait_until, tmp_path):
+    """What is sent faster than the client reads waits in the server's buffers; between pages the
+    replay waits until the client has taken the last one. Big messages, so that a page is
+    more than the kernel's socket buffers take."""
+    store = HeldReads(tmp_path / "server.sqlite3")
+    server = await start_server(store=store)
+    big = "x" * 40_000
+    for n in range(1, TOTAL + 1):
+        await server.sx.to("r").send("n", {"n": n, "pad": big})
+    client, got = make_client(server.url), []
+    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    await client.connect("t")
+    store.reads = []
+    transport = pause_reading(client)
+    joining = asyncio.ensure_future(client.join("r"))
+    eio = server.sx.sio.eio
+    (socket,) = eio.sockets.values()
+    await wait_until(lambda: socket._transport is not None and socket._transport.get_write_buffer_size() > 0, 10)
+    for _ in range(50):  # the replay task's turns come and go: it must not read on
+        await asyncio.sleep(0)
+    assert store.reads == [0], f"read on while the client read nothing: {store.reads}"
+    transport.resume_reading()
+    await asyncio.wait_for(joining, 30)
+    assert got == list(range(1, TOTAL + 1)) and store.reads == [0, REPLAY_PAGE, 2 * REPLAY_PAGE]
