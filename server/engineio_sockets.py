@@ -222,10 +222,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         else:
             self.connected = True
             self.upgraded = True
-        self._batch_written = asyncio.Event()
+        self._batch_written, self._draining = asyncio.Event(), set()
         writer = self._writer = asyncio.ensure_future(self._write_queued(ws))
         if not ws.compress:  # compressed, one frame at a time cost more than engine.io's batches (measured)
-            self._draining = set()
             self._transport, self._ws = transport, ws
         await self._read(ws)
         self._ws = None

@@ -420,8 +420,10 @@ class SxServer:
                     break
                 # at or below the join's head: what another process appends later arrives live
                 page = [entry for entry in read if entry.offset <= replay.head]
-        except Exception:  # a send to a socket that went away: its next join replays from its offset
-            log.info("[%s] replay of %s stopped: the socket is gone", sid, replay.room)
+        except Exception:  # not a socket that went away (a send to one is skipped): a bug of ours
+            log.exception("[%s] replay of %s failed; its connection is closed, so that it joins again", sid,
+                          replay.room)
+            await self._end_connection(sid)
         finally:
             end_replay()
             release()

@@ -149,3 +149,34 @@ async def test_a_client_that_stops_reading_holds_about_a_page_of_its_replay_in_t
     transport.resume_reading()
     await asyncio.wait_for(joining, 30)
     assert got == list(range(1, TOTAL + 1)) and store.reads == [0, REPLAY_PAGE, 2 * REPLAY_PAGE]
+
+
+async def test_a_replay_of_several_pages_over_a_compressed_websocket_arrives_whole(start_server, tmp_path):
+    """Browsers and socket.io-client offer permessage-deflate, which the server accepts by
+    default: such a socket takes engine.io's writer, not the direct path, and a replay must
+    still wait for it between pages (it stopped after the first page, taking the socket for
+    gone, when the wait looked for the direct path's state)."""
+    import socketio  # type: ignore[import-untyped]
+
+    server = await start_server(store=tmp_path / "server.sqlite3")
+    await a_room_of(server, "r", TOTAL)
+    got: list[int] = []
+    done = asyncio.Event()
+
+    def message(payload):  # type: ignore[no-untyped-def]
+        got.append(payload["meta"]["offset"])
+        if len(got) == TOTAL:
+            done.set()
+
+    sio = socketio.AsyncClient(reconnection=False, websocket_extra_options={"compress": 15})
+    sio.on("message", message)
+    await sio.connect(server.url, auth={"token": "t"}, socketio_path="shotx", transports=["websocket"])
+    try:
+        assert sio.eio.ws.compress, "the client did not get permessage-deflate"
+        answer = await sio.call("message", {"meta": {"type": "sx_join"}, "data": {"room": "r", "since": 0}},
+                                timeout=10)
+        assert answer["data"]["replayed"] == TOTAL
+        await asyncio.wait_for(done.wait(), 20)
+        assert got == list(range(1, TOTAL + 1))
+    finally:
+        await sio.disconnect()
