@@ -217,3 +217,25 @@ def test_a_file_sent_offline_survives_a_reload_and_runs_once(page: Page, demo_se
     ran = [d for d in handled(demo_server) if isinstance(d, dict) and d.get("name") == name]
     assert ran == [{"name": name, "file": {"bytes": 200_000, "sha256": hashlib.sha256(content).hexdigest()}}]
     assert not console_log.errors, console_log.errors
+
+
+def test_a_tab_closed_through_more_than_a_replay_page_gets_every_message_once(context, demo_server, net_log):
+    """1,200 messages while the tab was closed: the rejoin's replay is three pages of 500, over
+    Chromium's WebSocket with permessage-deflate (the server's writer path, not the direct one)."""
+    room, db = f"pages-{uuid.uuid4().hex[:8]}", f"pages-{uuid.uuid4().hex[:6]}"
+    url = page_url(demo_server, room=room, db=db)
+    first = context.new_page()
+    first.goto(url)
+    expect(first.locator("#status")).to_have_text("connected", timeout=LOAD)
+    publish(demo_server, room, 1)
+    expect(first.locator("#received")).to_have_text("1", timeout=10_000)
+    wait_for_stored_offset(first, db, room, shown_offset(first, 1))
+    first.close()
+    for n in range(2, 1202):
+        publish(demo_server, room, n)
+    again = context.new_page()
+    again.goto(url)
+    expect(again.locator("#received")).to_have_text("1200", timeout=60_000)
+    assert numbers_shown(again) == list(range(2, 1202))
+    expect(again.locator("#missing")).to_have_text("0")
+    expect(again.locator("#duplicates")).to_have_text("0")
