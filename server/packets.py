@@ -39,7 +39,7 @@ from engineio import packet as engineio_packet  # type: ignore[import-untyped]
 
 from shotx.client import protocol
 
-from .engineio_sockets import drained, send_to_many
+from .engineio_sockets import send_to_many
 from .store import LogEntry
 
 # A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
@@ -253,10 +253,6 @@ class RoomMessageSender:
         self.sio = sio
         self.writes_frames = ((sio.packet_class is socketio.packet.Packet or issubclass(sio.packet_class, SxPacket))
                               and type(sio.manager) is socketio.AsyncManager)
-
-    async def drained(self, sid: str) -> None:
-        """Until what was sent to ``sid`` is written out (see ``engineio_sockets.drained``)."""
-        await drained(self.sio.eio, self.sio.manager.eio_sid_from_sid(sid, "/"))
 
     async def send(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
         if not self.writes_frames:

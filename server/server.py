@@ -391,8 +391,11 @@ class SxServer:
 
     async def _replay_then_release(self, sid: str, replay: Replay, release: Callable[[], None],
                                    end_replay: Callable[[], None]) -> None:
-        """Send the replay page by page, reading the next once the client has taken the last
-        one: a client that reads slowly holds about a page of it in the server.
+        """Send the replay page by page, reading the next once the last is handed to the socket.
+
+        Not once the client has read it: the room's sends wait for the replay (its lock),
+        and a client that reads slowly would hold them all. What the client has not read
+        yet waits in its socket's buffers (README: delivery guarantees).
 
         A read that fails mid-replay ends the connection (still holding the room, so no
         live message reaches the member past the hole): its answer promised the whole
@@ -406,7 +409,6 @@ class SxServer:
                     await self.room_messages.send(entry, sid=sid)
                 if not replay.more or page[-1].offset >= replay.head:
                     break
-                await self.room_messages.drained(sid)
                 if not self.sio.manager.is_connected(sid, "/"):
                     log.info("[%s] replay of %s stopped at %d: the socket is gone", sid, replay.room, page[-1].offset)
                     break

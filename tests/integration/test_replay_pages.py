@@ -1,9 +1,9 @@
-"""A join's replay of many pages: the server holds one page at a time, sends them in
-offset order after the answer, and keeps age retention off the log it is still reading.
+"""A join's replay of many pages: read a page at a time, sent in offset order after the
+answer, whole over either WebSocket path; age retention kept off the log it is still
+reading; a read that fails mid-way costs the connection, not the rest of the replay.
 
 ``REPLAY_PAGE`` (500) is the replay page size of issue 9's limits. The replay used to be
-read whole into memory before anything was sent: a room's retained log (10,000 messages
-of up to 2 MiB by default) per joining client. The store here is a real SQLite store
+read whole before anything was sent. The store here is a real SQLite store
 whose reads after the first page can be held, so the test sees what the server sent
 before it read on.
 """
@@ -117,45 +117,11 @@ async def test_a_read_that_fails_mid_replay_costs_the_connection_not_the_rest_of
     assert store.failed and got == list(range(1, TOTAL + 1))  # the rejoin took it from where it got to
 
 
-def pause_reading(client) -> asyncio.Transport:  # type: ignore[no-untyped-def]
-    """The client's socket stops reading (aiohttp's connection under python-engineio's WebSocket)."""
-    transport = client.transport._sio.eio.ws._conn.transport
-    transport.pause_reading()
-    return transport
-
-
-async def test_a_client_that_stops_reading_holds_about_a_page_of_its_replay_in_the_server(
-        start_server, make_client, wait_until, tmp_path):
-    """What is sent faster than the client reads waits in the server's buffers; between pages the
-    replay waits until the client has taken the last one. Big messages, so that a page is
-    more than the kernel's socket buffers take."""
-    store = HeldReads(tmp_path / "server.sqlite3")
-    server = await start_server(store=store)
-    big = "x" * 40_000
-    for n in range(1, TOTAL + 1):
-        await server.sx.to("r").send("n", {"n": n, "pad": big})
-    client, got = make_client(server.url), []
-    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
-    await client.connect("t")
-    store.reads = []
-    transport = pause_reading(client)
-    joining = asyncio.ensure_future(client.join("r"))
-    eio = server.sx.sio.eio
-    (socket,) = eio.sockets.values()
-    await wait_until(lambda: socket._transport is not None and socket._transport.get_write_buffer_size() > 0, 10)
-    for _ in range(50):  # the replay task's turns come and go: it must not read on
-        await asyncio.sleep(0)
-    assert store.reads == [0], f"read on while the client read nothing: {store.reads}"
-    transport.resume_reading()
-    await asyncio.wait_for(joining, 30)
-    assert got == list(range(1, TOTAL + 1)) and store.reads == [0, REPLAY_PAGE, 2 * REPLAY_PAGE]
-
-
 async def test_a_replay_of_several_pages_over_a_compressed_websocket_arrives_whole(start_server, tmp_path):
     """Browsers and socket.io-client offer permessage-deflate, which the server accepts by
-    default: such a socket takes engine.io's writer, not the direct path, and a replay must
-    still wait for it between pages (it stopped after the first page, taking the socket for
-    gone, when the wait looked for the direct path's state)."""
+    default: such a socket takes engine.io's writer, not the direct path. (A wait between
+    pages that looked for the direct path's state once stopped these replays at the first
+    page, taking the socket for gone.)"""
     import socketio  # type: ignore[import-untyped]
 
     server = await start_server(store=tmp_path / "server.sqlite3")
