@@ -139,8 +139,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         while the proxy cuts it): the waiting message held its connection's turn, so the
         messages behind it never ran and their client, on a new connection, waited for them.
         """
+        closing_now = not self.closed and not self.closing  # a second close returns at once, as engine.io's
         await super().close(wait=False, abort=abort, reason=reason)
-        if wait:
+        if wait and closing_now:
             await self._written_out()
         ping, self._ping = self._ping, None
         if ping is not None and ping is not asyncio.current_task():
