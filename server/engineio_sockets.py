@@ -110,6 +110,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     # Set once the WebSocket is the transport and its writer runs; None again when the writer stops.
     _ws: web.WebSocketResponse | None = None
     _writer: asyncio.Task[None] | None = None  # the WebSocket's writer, once it runs (None: long-polling)
+    _batch_written: asyncio.Event  # set by the writer after each batch and when it stops (made with it)
     _transport: asyncio.Transport | None = None
     _writing = False  # the writer holds packets taken from the queue and not all written yet
     _ping: asyncio.Task[None] | None = None  # the pending ping (asleep for ping_interval), cancelled on close
@@ -222,9 +223,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         else:
             self.connected = True
             self.upgraded = True
+        self._batch_written, self._draining = asyncio.Event(), set()
         writer = self._writer = asyncio.ensure_future(self._write_queued(ws))
         if not ws.compress:  # compressed, one frame at a time cost more than engine.io's batches (measured)
-            self._draining = set()
             self._transport, self._ws = transport, ws
         await self._read(ws)
         self._ws = None
@@ -304,10 +305,30 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
                 batch = [None]
             finally:
                 self._writing = False
+                self._batch_written.set()
             if batch and batch[-1] is None:
                 break
         self._ws = None
+        self._batch_written.set()  # stopped: nobody waits for it any more
         await ws.close()
+
+    async def drained(self) -> None:
+        """Return once what this socket was given is written to its WebSocket, with the
+        transport under its high-water mark (aiohttp waits for the client to read below
+        it), or the socket closed.
+
+        What a caller sends faster than the client reads waits in the socket's queue or
+        the transport's buffer, without bound: a long replay awaits this between pages
+        so that a client that reads slowly (or not at all) holds about a page of it.
+        """
+        while not self.closed and self._writer is not None and not self._writer.done():
+            if self._draining:  # direct writes waiting for the client to read
+                await asyncio.wait(set(self._draining))
+            elif self._writing or not self.queue.empty():
+                self._batch_written.clear()
+                await self._batch_written.wait()
+            else:
+                return
 
     async def _take_batch(self) -> list[Any]:
         """Every packet queued now (waiting for the first), up to and including a ``None``."""
@@ -401,6 +422,14 @@ def release_memory_after_disconnects(eio: Any, release: MemoryRelease) -> None:
             release.connection_closed()
 
     eio.on("disconnect", gone)
+
+
+async def drained(eio: Any, eio_sid: str | None) -> None:
+    """:meth:`DirectSocket.drained` for the socket ``eio_sid`` (at once for a socket that is
+    gone, or one on long-polling: a poll takes what is queued)."""
+    socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
+    if isinstance(socket, DirectSocket):
+        await socket.drained()
 
 
 async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any]) -> None:

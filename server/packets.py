@@ -39,7 +39,7 @@ from engineio import packet as engineio_packet  # type: ignore[import-untyped]
 
 from shotx.client import protocol
 
-from .engineio_sockets import send_to_many
+from .engineio_sockets import drained, send_to_many
 from .store import LogEntry
 
 # A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
@@ -251,19 +251,42 @@ class RoomMessageSender:
 
     def __init__(self, sio: Any) -> None:
         self.sio = sio
+        # room -> {sid: replays running}: members catching up from the log (see start_catch_up)
+        self.catching_up: dict[str, dict[str, int]] = {}
         self.writes_frames = ((sio.packet_class is socketio.packet.Packet or issubclass(sio.packet_class, SxPacket))
                               and type(sio.manager) is socketio.AsyncManager)
 
+    def start_catch_up(self, room: str, sid: str) -> None:
+        """``sid`` is in ``room`` but catching up from the log: live messages of the room skip it
+        (they are in the log, where its replay reads them in order) until :meth:`end_catch_up`."""
+        members = self.catching_up.setdefault(room, {})
+        members[sid] = members.get(sid, 0) + 1
+
+    def end_catch_up(self, room: str, sid: str) -> None:
+        members = self.catching_up.get(room, {})
+        left = members.pop(sid, 1) - 1
+        if left > 0:  # another replay of this room to this socket still runs
+            members[sid] = left
+        elif not members:
+            self.catching_up.pop(room, None)
+
+    async def drained(self, sid: str) -> None:
+        """Until what was sent to ``sid`` is written out (see ``engineio_sockets.drained``)."""
+        await drained(self.sio.eio, self.sio.manager.eio_sid_from_sid(sid, "/"))
+
     async def send(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
+        skip = self.catching_up.get(room) if room is not None else None
         if not self.writes_frames:
             message = protocol.room_message(entry.type, entry.data, entry.id, entry.room, entry.offset)
-            await self.sio.emit(protocol.MESSAGE_EVENT, message, room=room, to=sid)
+            await self.sio.emit(protocol.MESSAGE_EVENT, message, room=room, to=sid,
+                                skip_sid=list(skip) if skip else None)
             return
         frames = message_frames(protocol.room_message_json(entry.type, entry.data_json, entry.id, entry.room,
                                                            entry.offset), entry.attachments)
         if sid is not None:
             eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/")]
         else:
-            eio_sids = [eio_sid for _, eio_sid in self.sio.manager.get_participants("/", room)]
+            eio_sids = [eio_sid for member, eio_sid in self.sio.manager.get_participants("/", room)
+                        if not skip or member not in skip]
         await send_to_many(self.sio.eio, eio_sids, frames)  # encoded once for every member; a binary
         # event's frames back to back to each: nothing of ours comes between

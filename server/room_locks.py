@@ -10,8 +10,7 @@ been delivered. Neither keeps anything for a room nobody is using.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 
@@ -121,62 +120,3 @@ class DeliveryOrder:
     def busy(self) -> int:
         return len(self._last)
 
-
-class ReplayGuard:
-    """Replays and age retention kept apart: a replay reads the log page by page while it
-    sends, and a retention pass must not drop what it has still to read.
-
-    A join announces its replay (how many, up to which offset) before reading past the
-    first page; were the rest dropped meanwhile, the member would miss messages the answer
-    promised and wait for the last one. Replays share the guard; a retention pass takes it
-    alone, after the replays running when it asked, and replays that start meanwhile wait
-    for it (a pass is short: batches that let the loop turn). In one process: another
-    process's retention on a shared Redis is not held off (README, delivery guarantees).
-
-    >>> guard = ReplayGuard()
-    >>> async def join():
-    ...     done = await guard.start_replay()   # before the first read
-    ...     try:
-    ...         ...                             # read and send, page by page
-    ...     finally:
-    ...         done()
-    >>> async def retention():
-    ...     async with guard.retaining():
-    ...         ...                             # drop_older_than
-    """
-
-    def __init__(self) -> None:
-        self.replays = 0
-        self._no_replays = asyncio.Event()
-        self._no_replays.set()
-        self._no_retention = asyncio.Event()
-        self._no_retention.set()
-
-    async def start_replay(self) -> Callable[[], None]:
-        """Wait for a retention pass that runs (or waits) to end; returns the call that ends this replay."""
-        while not self._no_retention.is_set():
-            await self._no_retention.wait()
-        self.replays += 1
-        self._no_replays.clear()
-        ended = False
-
-        def end() -> None:
-            nonlocal ended
-            if not ended:
-                ended = True
-                self.replays -= 1
-                if not self.replays:
-                    self._no_replays.set()
-        return end
-
-    @contextlib.asynccontextmanager
-    async def retaining(self) -> AsyncIterator[None]:
-        """Held by one retention pass at a time, once the replays running when it asked have ended."""
-        while not self._no_retention.is_set():
-            await self._no_retention.wait()
-        self._no_retention.clear()  # replays that start from now wait for this pass
-        try:
-            await self._no_replays.wait()
-            yield
-        finally:
-            self._no_retention.set()

@@ -29,7 +29,7 @@ from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
 from .replies import STORE_TIMEOUT, Refusal, Reply, ReplyMemory, ReplyText, ReplyUnknown, resend_key, run_handler
-from .room_locks import DeliveryOrder, ReplayGuard, RoomLocks
+from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
 from .socket import SxSocket
 from .sqlite_store import SqliteStore
@@ -123,7 +123,6 @@ class SxServer:
         self.join_authorizer: JoinAuthorizer | None = None
         self.sockets: dict[str, SxSocket] = {}
         self.room_locks = RoomLocks()
-        self.replay_guard = ReplayGuard()
         self.delivery_order = DeliveryOrder()
         # Per connection, handlers start in arrival order (the outbox's order), even
         # when an earlier message first awaits its remembered reply in the store.
@@ -255,10 +254,7 @@ class SxServer:
         now = time.time() if now is None else now
         await self.store.forget_replies_before(now - self.reply_window)
         cutoff = retention_cutoff(now, self.retention_max_age)
-        if cutoff is None:
-            return 0
-        async with self.replay_guard.retaining():  # a replay reading the log page by page keeps it
-            return await self.store.drop_older_than(cutoff)
+        return 0 if cutoff is None else await self.store.drop_older_than(cutoff)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -348,36 +344,33 @@ class SxServer:
         if room not in socket.rooms and (too_many := socket.use.may_join(len(socket.rooms))) is not None:
             raise Refusal(protocol.LIMIT_EXCEEDED, too_many)
         await self._authorize(room, socket, since)
-        end_replay = await self.replay_guard.start_replay()  # no age retention while the log is read
-        try:
-            release = await self.room_locks.acquire(room)
-        except BaseException:
-            end_replay()
-            raise
-        entered = False
+        release = await self.room_locks.acquire(room)
+        entered = catching_up = False
         try:
             await self.delivery_order.settled(room)  # sends before this join are logged and out
             plan = plan_join(room, since, await self.store.bounds(room), epoch)
             first = await self.store.read(room, plan.replay_after, REPLAY_PAGE)
             replay = Replay(room, plan.head, first, more=len(first) == REPLAY_PAGE and first[-1].offset < plan.head)
-            if not replay.more:
-                end_replay()
             if self.shared is not None:  # before entering: it may send the room's other members away
                 await self.shared.joined(room, plan.head, plan.epoch, socket.sid)
             await self.sio.enter_room(socket.sid, room)
             entered = True
+            if replay.more:  # live messages skip it from now on: its replay reads them from the log
+                self.room_messages.start_catch_up(room, socket.sid)
+                catching_up = True
             if plan.marks_backlog_delivered:
                 await self.store.mark_delivered(room, plan.head)
         except BaseException:
+            if catching_up:
+                self.room_messages.end_catch_up(room, socket.sid)
             if entered:
                 await self.sio.leave_room(socket.sid, room)
-            end_replay()
             release()
             raise
         # python-socketio queues this answer as the handler returns, with no await in
         # between (test_join_positions.py's answer-before-backlog test holds it to that); the task
         # below starts after it.
-        self._background(self._replay_then_release(socket.sid, replay, release, end_replay))
+        self._background(self._replay_then_release(socket.sid, replay, release))
         count, until = replay.announced(plan.replay_after)
         log.info("[%s] joined %s since=%s epoch=%s replayed=%d missed=%d reset=%s", socket.sid, room, since,
                  epoch, count, plan.missed, plan.reset)
@@ -389,46 +382,68 @@ class SxServer:
         if is_refusal(await _call(self.join_authorizer, room, socket, since)):
             raise Refusal(protocol.JOIN_REFUSED, f"Join refused: {room}")
 
-    async def _replay_then_release(self, sid: str, replay: Replay, release: Callable[[], None],
-                                   end_replay: Callable[[], None]) -> None:
-        """Send the replay page by page, reading the next once the last is handed to the socket.
-
-        Not once the client has read it: the room's sends wait for the replay (its lock),
-        and a client that reads slowly would hold them all. What the client has not read
-        yet waits in its socket's buffers (README: delivery guarantees).
-
-        A read that fails mid-replay ends the connection (still holding the room, so no
-        live message reaches the member past the hole): its answer promised the whole
-        range, and the client, which stores its offset as it handles messages, rejoins
-        from where it got to. A socket that went away stops the replay at the next page.
-        """
+    async def _replay_then_release(self, sid: str, replay: Replay, release: Callable[[], None]) -> None:
+        """Send the replay's first page behind the answer, holding the room (no live message
+        can overtake it); a longer replay then catches up without holding it."""
         try:
-            page = replay.first
-            while page:
-                for entry in page:
-                    await self.room_messages.send(entry, sid=sid)
-                if not replay.more or page[-1].offset >= replay.head:
-                    break
-                if not self.sio.manager.is_connected(sid, "/"):
-                    log.info("[%s] replay of %s stopped at %d: the socket is gone", sid, replay.room, page[-1].offset)
-                    break
-                try:
-                    read = await self.store.read(replay.room, page[-1].offset, REPLAY_PAGE)
-                except Exception as error:
-                    log.warning("[%s] replay of %s stopped at %d: the log could not be read (%s); its "
-                                "connection is closed, so that it joins again from there", sid, replay.room,
-                                page[-1].offset, error)
-                    await self._end_connection(sid)
-                    break
-                # at or below the join's head: what another process appends later arrives live
-                page = [entry for entry in read if entry.offset <= replay.head]
+            for entry in replay.first:
+                await self.room_messages.send(entry, sid=sid)
         except Exception:  # not a socket that went away (a send to one is skipped): a bug of ours
             log.exception("[%s] replay of %s failed; its connection is closed, so that it joins again", sid,
                           replay.room)
             await self._end_connection(sid)
+            if replay.more:
+                self.room_messages.end_catch_up(replay.room, sid)
+            return
         finally:
-            end_replay()
             release()
+        if replay.more:
+            await self._catch_up(sid, replay.room, replay.first[-1].offset)
+
+    async def _catch_up(self, sid: str, room: str, after: int) -> None:
+        """The rest of a long replay: each page read once the client has taken the last (so a
+        client that reads slowly holds about a page of it here, and the room's sends go on:
+        live messages skip this member meanwhile, the log has them); the last few under the
+        room's lock, after which the member gets live messages again, the next one after them.
+
+        It reads on past the join's head (what was sent meanwhile). A read that fails closes
+        the connection (its answer promised the range; the client rejoins from the offset it
+        has handled); a socket that went away or left the room stops it.
+        """
+        caught_up = False
+        try:
+            while True:
+                await self.room_messages.drained(sid)
+                if not self._member(sid, room):
+                    log.info("[%s] replay of %s stopped at %d: the socket left", sid, room, after)
+                    return
+                page = await self.store.read(room, after, REPLAY_PAGE)
+                if len(page) < REPLAY_PAGE:
+                    break  # the last few: read again, and sent, under the room's lock
+                for entry in page:
+                    await self.room_messages.send(entry, sid=sid)
+                after = page[-1].offset
+            async with self.room_locks.hold(room):
+                await self.delivery_order.settled(room)  # live sends so far are out (they skipped it)
+                while True:
+                    page = await self.store.read(room, after, REPLAY_PAGE)
+                    for entry in page:
+                        await self.room_messages.send(entry, sid=sid)
+                    after = page[-1].offset if page else after
+                    if len(page) < REPLAY_PAGE:
+                        break
+                self.room_messages.end_catch_up(room, sid)  # under the lock: live from the next send on
+                caught_up = True
+        except Exception as error:
+            log.warning("[%s] replay of %s stopped at %d (%s: %s); its connection is closed, so that it "
+                        "joins again from there", sid, room, after, type(error).__name__, error)
+            await self._end_connection(sid)
+        finally:
+            if not caught_up:
+                self.room_messages.end_catch_up(room, sid)
+
+    def _member(self, sid: str, room: str) -> bool:
+        return self.sio.manager.is_connected(sid, "/") and room in self.sio.manager.get_rooms(sid, "/")
 
     async def _leave(self, data: Any, socket: SxSocket) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -594,8 +609,8 @@ class SxServer:
 
 @dataclass(frozen=True)
 class Replay:
-    """A join's replay: its first page, read before the answer, and whether more pages follow
-    (read while it is sent, up to the join's ``head``: a server holds one page per join)."""
+    """A join's replay: its first page, read before the answer, and whether more follow
+    (``SxServer._catch_up`` reads them once the client has taken the first)."""
 
     room: str
     head: int
@@ -604,8 +619,9 @@ class Replay:
 
     def announced(self, after: int) -> tuple[int, int | None]:
         """The answer's ``replayed`` and ``until``: the first page's, or the whole range's
-        (retention drops from the oldest, and not meanwhile; an append whose write failed
-        leaves its offset out, which makes only the count high, never ``until`` wrong).
+        (the replay then goes on past it with what was sent meanwhile). The count is what
+        the log held at the join: an append whose write failed leaves its offset out, and
+        retention may drop the oldest meanwhile; ``until`` is the join's head.
 
         >>> Replay("r", 1200, [LogEntry("r", n, "i", "t", "{}", 0.0) for n in (1, 2)], more=True).announced(0)
         (1200, 1200)

@@ -1,6 +1,7 @@
-"""A join's replay of many pages: read a page at a time, sent in offset order after the
-answer, whole over either WebSocket path; age retention kept off the log it is still
-reading; a read that fails mid-way costs the connection, not the rest of the replay.
+"""A join's replay of many pages: read a page at a time, each once the client has taken the
+last, sent in offset order after the answer and before the live messages that follow, without
+holding the room's sends; whole over either WebSocket path; a read that fails mid-way costs
+the connection, not the rest of the replay.
 
 ``REPLAY_PAGE`` (500) is the replay page size of issue 9's limits. The replay used to be
 read whole before anything was sent. The store here is a real SQLite store
@@ -19,7 +20,7 @@ TOTAL = 2 * REPLAY_PAGE + 234
 
 
 class HeldReads(SqliteStore):
-    """A real SQLite store; once ``hold`` is set, a read past the first page waits for ``release``."""
+    """A real SQLite store; once ``hold`` is set, the read of a replay's second page waits for ``release``."""
 
     def __init__(self, path) -> None:  # type: ignore[no-untyped-def]
         super().__init__(path)
@@ -29,7 +30,7 @@ class HeldReads(SqliteStore):
 
     async def read(self, room, after, limit):  # type: ignore[no-untyped-def]
         self.reads.append(after)
-        if self.hold and after > 0:
+        if self.hold and after == REPLAY_PAGE:  # the joining member's second page
             self.held.set()
             await self.release.wait()
         return await super().read(room, after, limit)
@@ -41,6 +42,13 @@ class HeldReads(SqliteStore):
     async def drop_older_than(self, ts):  # type: ignore[no-untyped-def]
         self.dropped_at = len(self.reads)
         return await super().drop_older_than(ts)
+
+
+def pause_reading(client) -> asyncio.Transport:  # type: ignore[no-untyped-def]
+    """The client's socket stops reading (aiohttp's connection under python-engineio's WebSocket)."""
+    transport = client.transport._sio.eio.ws._conn.transport
+    transport.pause_reading()
+    return transport
 
 
 async def a_room_of(server, room: str, count: int) -> None:
@@ -72,22 +80,33 @@ async def test_a_replay_of_several_pages_is_sent_page_by_page_in_order_after_the
     answer = await asyncio.wait_for(joining, 10)  # join() returns once the whole replay is handled
     assert (answer["replayed"], answer["until"]) == (TOTAL, TOTAL)
     assert got == list(range(1, TOTAL + 1))
-    assert store.reads == [0, REPLAY_PAGE, 2 * REPLAY_PAGE]
+    # the short last page is read again under the room's lock, with whatever was sent meanwhile
+    assert store.reads == [0, REPLAY_PAGE, 2 * REPLAY_PAGE, 2 * REPLAY_PAGE]
 
 
-async def test_age_retention_waits_for_a_replay_still_reading_the_log(start_server, make_client, wait_until,
-                                                                     tmp_path):
+async def test_sends_during_a_long_replay_go_on_and_reach_the_member_after_it_in_order(
+        start_server, make_client, wait_until, tmp_path):
+    """A long replay does not hold the room: sends made while it waits go out to the other
+    members at once, and reach the joining member from the log, after what came before."""
+    import socketio  # type: ignore[import-untyped]
+
     server, store, joining, got = await joining_with_the_second_read_held(start_server, make_client, tmp_path)
-    retention = asyncio.ensure_future(server.sx.apply_retention(now=10**10))  # every message is too old
-    await store.retention_asked.wait()
-    for _ in range(20):  # retention's turn comes and goes: it must wait for the replay
-        await asyncio.sleep(0)
-    assert store.dropped_at is None and not retention.done()
+    other_got: list[int] = []
+    other = socketio.AsyncClient(reconnection=False)  # a member already at the head: no replay of its own
+    other.on("message", lambda payload: other_got.append(payload["meta"]["offset"]))
+    await other.connect(server.url, auth={"token": "t"}, socketio_path="shotx", transports=["websocket"])
+    try:
+        await other.call("message", {"meta": {"type": "sx_join"}, "data": {"room": "r", "since": TOTAL}}, timeout=5)
+        for n in range(TOTAL + 1, TOTAL + 11):
+            await asyncio.wait_for(server.sx.to("r").send("n", {"n": n}), 5)  # never waits for the replay
+        await wait_until(lambda: other_got == list(range(TOTAL + 1, TOTAL + 11)), 5)  # live, at once
+    finally:
+        await other.disconnect()
+    assert got == list(range(1, REPLAY_PAGE + 1)), "a live message overtook the replay"
     store.release.set()
     await asyncio.wait_for(joining, 10)
-    assert got == list(range(1, TOTAL + 1))  # nothing the answer promised was dropped under it
-    assert await asyncio.wait_for(retention, 10) == TOTAL  # then retention ran, and took them all
-    assert store.dropped_at == 3  # after the replay's three reads (counted from the join)
+    await wait_until(lambda: len(got) == TOTAL + 10, 10)
+    assert got == list(range(1, TOTAL + 11))
 
 
 class FailingRead(HeldReads):
@@ -146,3 +165,30 @@ async def test_a_replay_of_several_pages_over_a_compressed_websocket_arrives_who
         assert got == list(range(1, TOTAL + 1))
     finally:
         await sio.disconnect()
+
+
+async def test_a_member_that_stops_reading_holds_about_a_page_of_its_replay_and_not_the_room(
+        start_server, make_client, wait_until, tmp_path):
+    """Between pages the replay waits until the client has taken the last one, without the
+    room's lock: big messages, so that a page is more than the kernel's socket buffers take."""
+    store = HeldReads(tmp_path / "server.sqlite3")
+    server = await start_server(store=store)
+    big = "x" * 40_000
+    for n in range(1, TOTAL + 1):
+        await server.sx.to("r").send("n", {"n": n, "pad": big})
+    client, got = make_client(server.url), []
+    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    await client.connect("t")
+    store.reads = []
+    transport = pause_reading(client)
+    joining = asyncio.ensure_future(client.join("r"))
+    (socket,) = server.sx.sio.eio.sockets.values()
+    await wait_until(lambda: socket._transport is not None and socket._transport.get_write_buffer_size() > 0, 10)
+    await asyncio.wait_for(server.sx.to("r").send("n", {"n": TOTAL + 1}), 5)  # the room is not held
+    for _ in range(50):  # the replay's turns come and go: it must not read on
+        await asyncio.sleep(0)
+    assert store.reads == [0], f"read on while the client read nothing: {store.reads}"
+    transport.resume_reading()
+    await asyncio.wait_for(joining, 30)
+    await wait_until(lambda: len(got) == TOTAL + 1, 10)
+    assert got == list(range(1, TOTAL + 2))
