@@ -35,7 +35,7 @@
 // Every loop is bounded by a deadline; connection errors exit non-zero.
 
 import { io } from "socket.io-client";
-import { randomBytes } from "node:crypto";
+import { uuid7 } from "./uuid7.mjs";  // every request id is new: the server takes its normal path (recall miss, remember)
 
 const DEFAULTS = {
   url: "http://127.0.0.1:3000", path: "/shotx/", token: "valid", clients: 1,
@@ -53,37 +53,15 @@ function parseArgs(argv) {
   return options;
 }
 
-// A UUIDv7 like the Shotx client makes: every request id is new, so the
-// server's idempotency layer takes its normal path (recall miss, remember).
-function uuid7() {
-  const bytes = randomBytes(16);
-  const ms = BigInt(Date.now());
-  for (let i = 0; i < 6; i++) bytes[i] = Number((ms >> BigInt(8 * (5 - i))) & 0xffn);
-  bytes[6] = (bytes[6] & 0x0f) | 0x70;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = bytes.toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-function connect(options) {
+// Resolves at ``ready``: Socket.IO's "connect", or "auth_success" for connected in
+// Shotx's sense (the server sends it right after CONNECT).
+function connect(options, ready = "connect") {
   const socket = io(options.url, {
     path: options.path, auth: { token: options.token }, transports: ["websocket"],
     reconnection: false, forceNew: true, timeout: options.timeout * 1000,
   });
   return new Promise((resolve, reject) => {
-    socket.once("connect", () => resolve(socket));
-    socket.once("connect_error", (error) => reject(error));
-  });
-}
-
-// Connected in Shotx's sense: the server has sent auth_success (right after CONNECT).
-function connectAuthenticated(options) {
-  const socket = io(options.url, {
-    path: options.path, auth: { token: options.token }, transports: ["websocket"],
-    reconnection: false, forceNew: true, timeout: options.timeout * 1000,
-  });
-  return new Promise((resolve, reject) => {
-    socket.once("auth_success", () => resolve(socket));
+    socket.once(ready, () => resolve(socket));
     socket.once("connect_error", (error) => reject(error));
   });
 }
@@ -100,7 +78,7 @@ async function connectMany(options, count) {
   const sockets = [];
   while (sockets.length < count) {
     const batch = Math.min(options.wave, count - sockets.length);
-    sockets.push(...await Promise.all(Array.from({ length: batch }, () => connectAuthenticated(options))));
+    sockets.push(...await Promise.all(Array.from({ length: batch }, () => connect(options, "auth_success"))));
   }
   return sockets;
 }
@@ -199,7 +177,7 @@ async function runFanout(options) {
     });
   }
   await Promise.all(members.map((member) => request(member.socket, "sx_join", { room })));
-  const publisher = await connectAuthenticated(options);
+  const publisher = await connect(options, "auth_success");
   const deadline = setTimeout(() => { console.error("fanout: deadline passed"); process.exit(1); },
     options.timeout * 1000);
   const bursts = [];
@@ -229,7 +207,7 @@ async function runConnect(options) {
   console.log("MEASURE_START");
   const started = performance.now();
   const times = [];
-  const sockets = await Promise.all(Array.from({ length: options.clients }, () => connectAuthenticated(options)
+  const sockets = await Promise.all(Array.from({ length: options.clients }, () => connect(options, "auth_success")
     .then((socket) => { times.push(performance.now() - started); return socket; })));
   console.log("MEASURE_END");
   const allMs = performance.now() - started;
@@ -261,7 +239,7 @@ async function runChurn(options) {
     wave.forEach((socket) => socket.disconnect());
     done += wave.length;
   }
-  const probe = await connectAuthenticated(options);
+  const probe = await connect(options, "auth_success");
   await settled(probe, performance.now() + options.timeout * 1000);
   probe.disconnect();
   console.log(JSON.stringify({ clients: done, wave: options.wave, elapsed_s: (performance.now() - started) / 1000 }));
