@@ -138,14 +138,13 @@ class Sender:
     async def reply(self, record: OutboxRecord, answered: asyncio.Future[Any], timeout: float) -> Any:
         """The handler's result (``answered`` is :meth:`enqueue`'s future); the timeout
         counts from when the record went out."""
-        future = answered
         if not timeout:
-            return reply_data(await future)
+            return reply_data(await answered)
         emitted = self._emitted.get(record.id)
         if emitted is not None:  # None: acknowledged already
             await emitted.wait()
         try:
-            return reply_data(await asyncio.wait_for(asyncio.shield(future), timeout))
+            return reply_data(await asyncio.wait_for(asyncio.shield(answered), timeout))
         except asyncio.TimeoutError:
             raise SxTimeoutError(record.type, timeout) from None
 

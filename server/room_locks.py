@@ -119,4 +119,3 @@ class DeliveryOrder:
     @property
     def busy(self) -> int:
         return len(self._last)
-
