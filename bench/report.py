@@ -74,8 +74,17 @@ def machine_info(loadgen: list[str]) -> dict[str, Any]:
         "packages": ", ".join(f"{name} {_version(name)}" for name in
                               ("python-socketio", "python-engineio", "aiohttp", "shotx")),
         "sqlite": sqlite3.sqlite_version, "loadgen": _loadgen_name(loadgen),
-        "uvloop": "not used" if "uvloop" not in sys.modules else "used",
+        "loop": _server_loop(),
     }
+
+
+def _server_loop() -> str:
+    """What ``servers.py`` runs on by default: ``--loop uvloop``, which is asyncio's when uvloop is missing."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio's (uvloop is not installed)"
+    return f"uvloop {uvloop.__version__} (`servers.py --loop uvloop`, as `python -m shotx.server` runs)"
 
 
 def median(values: list[float | None]) -> float | None:
@@ -237,7 +246,7 @@ def markdown(rows: dict[str, list[Row]], machine: dict[str, Any], args: argparse
         f"load average at start {' '.join(machine['loadavg'])}, at the end {' '.join(machine['loadavg_end'])} "
         "(other work on the machine: the higher, the noisier); CPU steal during the run "
         f"{machine['steal'] * 100:.1f}% (time the hypervisor gave to other guests)",
-        f"* Server: {machine['python']}; {machine['packages']}; SQLite {machine['sqlite']}; uvloop {machine['uvloop']}",
+        f"* Server: {machine['python']}; {machine['packages']}; SQLite {machine['sqlite']}; event loop of our servers and bare: {machine['loop']}",
         f"* Load generator: {machine['loadgen']}, WebSocket transport, one process for all clients",
         *([f"* `candidate`: the server of the checkout `{args.candidate}`, measured side by side"]
           if args.candidate else []), "",

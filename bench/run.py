@@ -44,6 +44,9 @@ SERVERS = {
     # the same with permessage-deflate declined, as Node's engine.io does by default
     "shotx-sqlite-nodeflate": ["shotx", "--store", "sqlite", "--no-compression"],
     "bare": ["bare"],
+    # every Python server above runs on uvloop (servers.py --loop uvloop) when it is installed; these on asyncio's
+    "shotx-sqlite-asyncio": ["shotx", "--store", "sqlite", "--loop", "asyncio"],
+    "bare-asyncio": ["bare", "--loop", "asyncio"],
 }
 
 

@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for --store redis")
     parser.add_argument("--no-compression", action="store_true",
                         help="SxServer(websocket_compression=False): decline permessage-deflate, as Node's engine.io does")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="event loop: uvloop (what `python -m shotx.server` runs on when it is installed; "
+                             "asyncio's when it is not) or asyncio's")
     parser.add_argument("--profile", type=Path, help="write cProfile stats here on exit")
     parser.add_argument("--trace-memory", type=Path, metavar="FILE",
                         help="tracemalloc on; SIGUSR1 snapshots, the later ones diffed to the first into FILE")
@@ -169,11 +172,14 @@ def main(argv: list[str] | None = None) -> None:
         trace_memory(app, args.trace_memory)
     sock = bind()
     profiler = cProfile.Profile() if args.profile else None
-    print(f"READY {sock.getsockname()[1]}", flush=True)
+    from shotx.server.__main__ import event_loop  # uvloop's when it is installed, as the server's entry point
+
+    loop = event_loop() if args.loop == "uvloop" else asyncio.new_event_loop()
+    print(f"READY {sock.getsockname()[1]} loop={type(loop).__module__.split('.')[0]}", flush=True)
     if profiler is not None:
         profiler.enable()
     try:
-        web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None)
+        web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None, loop=loop)
     finally:
         if profiler is not None:
             profiler.disable()
