@@ -444,7 +444,29 @@ class SxClient:
             if not lost.is_set():
                 self._spawn(self._retry_join(room, lost))
             return
+        future = self._joins.get(room)
+        if not wait_handled and future is not None and not future.done():
+            self._spawn(self._settle_when_handled(room, future, answer, lost))
+            return
         _settle(self._joins.pop(room, None), answer)
+
+    async def _settle_when_handled(self, room: str, future: asyncio.Future[Any], answer: Any,
+                                   lost: asyncio.Event) -> None:
+        """A ``join()`` that waited across a reconnect returns once the rejoin's replay is handled,
+        as ``join()`` promises. The rejoin itself does not wait: the sender starts after the
+        rejoins, and a handler of the replay may await a send."""
+        until = answer.get("until") if isinstance(answer, dict) else None
+        if isinstance(until, int) and answer.get("replayed"):
+            reached, ended = asyncio.ensure_future(self.inbox.reached(room, until)), asyncio.ensure_future(lost.wait())
+            try:
+                await asyncio.wait({reached, ended}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                reached.cancel()
+                ended.cancel()
+            if not reached.done() or reached.cancelled():
+                return  # the connection ended first: the next one rejoins and answers join()
+        if self._joins.get(room) is future:
+            _settle(self._joins.pop(room), answer)
 
     async def _retry_join(self, room: str, lost: asyncio.Event) -> None:
         """Join again with backoff until it works, the room is left or the connection drops

@@ -37,14 +37,13 @@ WebSocket transport replaced:
   room delivery cost more CPU (34 against 24 µs) than through engine.io's
   writer, which compresses a burst's frames in one wake-up;
 * the reader awaits aiohttp's ``receive(timeout)`` itself: no task per frame;
-* permessage-deflate is accepted as aiohttp does unless
-  ``SxServer(websocket_compression=False)`` (Node's engine.io default). Why
-  not off by default: a Node.js socket.io-client then gets a join's answer
-  and its replay in one read and emits them in one go, so an app that
-  registers its handler after ``await join()`` (the original's room demo)
-  missed the replay in about half of the runs of ``test_wire_js.py``; the
-  client's asynchronous inflate kept them apart. Browsers dispatch each
-  WebSocket message as a task of its own.
+* permessage-deflate is declined, as Node's engine.io declines it, unless
+  ``SxServer(websocket_compression=True)`` (aiohttp's default). Uncompressed,
+  a Node.js socket.io-client may get a join's answer and its replay in one
+  read and emit them in one go, before an app's ``await join()`` resumes to
+  register its handler (one long-poll can carry both too): so the replay
+  waits for the client's answer to a ping sent behind the join's answer
+  (:meth:`DirectSocket.round_trip`).
 
 **Closed sockets freed at once** (issue 10 point 3). engine.io kept every
 closed socket alive for up to 25 s (its ping task sleeps ``ping_interval``
@@ -115,6 +114,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     _writing = False  # the writer holds packets taken from the queue and not all written yet
     _ping: asyncio.Task[None] | None = None  # the pending ping (asleep for ping_interval), cancelled on close
     _draining: set[asyncio.Task[None]]  # direct writes waiting for the client to drain (kept from the GC)
+    _pings_sent = 0  # PING packets sent (engine.io's and round_trip's), and PONGs received: the client
+    _pongs_received = 0  # answers every ping, in order, so the nth pong answers the nth ping
+    _pong_waiters: list[tuple[int, asyncio.Future[None]]] | None = None  # (the pong's number, its waiter)
 
     def schedule_ping(self) -> None:
         """engine.io's, keeping the ping task so that :meth:`close` can end its sleep.
@@ -129,7 +131,8 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         """engine.io's close, never waiting for a writer that has stopped; then the pending
-        ping's sleep cancelled (unless the ping is what closes).
+        ping's sleep cancelled (unless the ping is what closes), a waiting :meth:`round_trip`
+        ended and a pending long-poll answered.
 
         engine.io's ``close(wait=True)`` (what ``disconnect(sid)`` does) queues a CLOSE
         packet and waits until the queue is written out. When the connection had just
@@ -142,6 +145,11 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         """
         closing_now = not self.closed and not self.closing  # a second close returns at once, as engine.io's
         await super().close(wait=False, abort=abort, reason=reason)
+        self._end_round_trips()
+        if abort and closing_now and self._writer is None:
+            # long-polling: engine.io answered a pending poll only at its timeout (45 s), which
+            # kept a closed Node.js client's process alive; Node's engine.io answers it at once
+            self.queue.put_nowait(None)
         if wait and closing_now:
             await self._written_out()
         ping, self._ping = self._ping, None
@@ -160,6 +168,44 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         finally:
             joined.cancel()
 
+    async def round_trip(self) -> None:
+        """Send a PING and return once the client has answered it (``ConnectionError`` if it goes first).
+
+        Why: a client answers a ping when it reads it, so its PONG proves that
+        it has read and dispatched everything sent before the ping. A join's
+        replay goes out only then, never in the same read as the join's answer:
+        a Node.js socket.io-client (on an uncompressed WebSocket, or one
+        long-poll) emits every packet of one read in one go, before the app's
+        ``await join()`` has resumed to register its handler (the original
+        Shotx's room demo does that). A PING the client did not expect is
+        harmless: Engine.IO v4 clients answer every ping.
+        """
+        if self.closed or self.closing:
+            raise ConnectionError("the socket is closed")
+        waiter = asyncio.get_running_loop().create_future()
+        if self._pong_waiters is None:
+            self._pong_waiters = []
+        self._pong_waiters.append((self._pings_sent + 1, waiter))
+        try:
+            await self.send(packet.Packet(packet.PING))
+            await waiter
+        finally:
+            self._pong_waiters = [pair for pair in self._pong_waiters or () if pair[1] is not waiter] or None
+
+    async def receive(self, pkt: Any) -> None:
+        """engine.io's, counting the client's PONGs for :meth:`round_trip`."""
+        if pkt.packet_type == packet.PONG:
+            self._pongs_received += 1
+            for number, waiter in self._pong_waiters or ():
+                if number <= self._pongs_received and not waiter.done():
+                    waiter.set_result(None)
+        await super().receive(pkt)
+
+    def _end_round_trips(self) -> None:
+        for _, waiter in self._pong_waiters or ():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("the socket closed before the client answered a ping"))
+
     def may_write_now(self) -> bool:
         """Whether a packet written now cannot overtake another or wait for the client."""
         transport = self._transport
@@ -169,6 +215,8 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
 
     async def send(self, pkt: Any) -> None:
         """Send a packet: at once when :meth:`may_write_now`, else through engine.io's queue."""
+        if pkt.packet_type == packet.PING:
+            self._pings_sent += 1
         if self.may_write_now():
             self.write_now(pkt.encode())
         else:
@@ -430,6 +478,16 @@ async def drained(eio: Any, eio_sid: str | None) -> None:
     socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
     if isinstance(socket, DirectSocket):
         await socket.drained()
+
+
+async def round_trip(eio: Any, eio_sid: str | None) -> None:
+    """:meth:`DirectSocket.round_trip` for the socket ``eio_sid``: until its client has read what
+    was sent to it so far (``ConnectionError`` once it is gone; at once in another async mode)."""
+    socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
+    if socket is None:
+        raise ConnectionError("the socket is gone")
+    if isinstance(socket, DirectSocket):
+        await socket.round_trip()
 
 
 async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any]) -> None:

@@ -39,7 +39,7 @@ from engineio import packet as engineio_packet  # type: ignore[import-untyped]
 
 from shotx.client import protocol
 
-from .engineio_sockets import drained, send_to_many
+from .engineio_sockets import drained, round_trip, send_to_many
 from .store import LogEntry
 
 # A Socket.IO EVENT packet on the default namespace, as python-socketio encodes
@@ -273,6 +273,10 @@ class RoomMessageSender:
     async def drained(self, sid: str) -> None:
         """Until what was sent to ``sid`` is written out (see ``engineio_sockets.drained``)."""
         await drained(self.sio.eio, self.sio.manager.eio_sid_from_sid(sid, "/"))
+
+    async def read_so_far(self, sid: str) -> None:
+        """Until ``sid``'s client has read what was sent to it so far (see ``engineio_sockets.round_trip``)."""
+        await round_trip(self.sio.eio, self.sio.manager.eio_sid_from_sid(sid, "/"))
 
     async def send(self, entry: LogEntry, *, room: str | None = None, sid: str | None = None) -> None:
         skip = self.catching_up.get(room) if room is not None else None

@@ -94,7 +94,7 @@ class SxServer:
                  retention_interval: float = 60.0, reply_window: float = 86_400.0,
                  handler_timeout: float | None = None, at_most_once: bool = False,
                  principal: Callable[[Any, SxSocket], str] | None = None, limits: Limits | None = None,
-                 client_manager: Any = None, websocket_compression: bool = True,
+                 client_manager: Any = None, websocket_compression: bool = False,
                  store_timeout: float = STORE_TIMEOUT, **socketio_options: Any) -> None:
         if not isinstance(app, web.Application):
             raise TypeError("SxServer needs an aiohttp web.Application to attach to")
@@ -141,7 +141,7 @@ class SxServer:
         self.sio = socketio.AsyncServer(**{**options, **socketio_options})
         self.sio.attach(app, socketio_path=self.path.strip("/"))
         # frames written straight to the WebSocket when nothing is queued; permessage-deflate
-        # as the client offers it unless websocket_compression=False (engineio_sockets.py says why)
+        # declined unless websocket_compression=True, as Node's engine.io has it (engineio_sockets.py says why)
         use_direct_sockets(self.sio.eio, compression=websocket_compression)
         start_events_eagerly(self.sio)
         self.room_messages = RoomMessageSender(self.sio)
@@ -335,10 +335,13 @@ class SxServer:
 
         The answer goes first because a Shotx JavaScript app registers its
         handler after ``await join()`` (the original answers before the
-        backlog). The room's lock is held until the replay is queued behind
-        the answer (``_replay_then_release``), so no live message of the room
-        can overtake it. The socket enters the room only once its replay is
-        read: a join that fails leaves no member behind that the replay skipped.
+        backlog), and the replay only once the client has read the answer
+        (``_replay_after_answer``). A member with a replay catches up from the
+        log: live messages of the room skip it until its replay has reached
+        them, so none can overtake the replay, and the room's lock is not held
+        while the client reads. The socket enters the room only once the
+        replay's first page is read: a join that fails leaves no member
+        behind that the replay skipped.
         """
         room, since, epoch = _join_request(data)
         if room not in socket.rooms and (too_many := socket.use.may_join(len(socket.rooms))) is not None:
@@ -355,7 +358,7 @@ class SxServer:
                 await self.shared.joined(room, plan.head, plan.epoch, socket.sid)
             await self.sio.enter_room(socket.sid, room)
             entered = True
-            if replay.more:  # live messages skip it from now on: its replay reads them from the log
+            if replay.first:  # live messages skip it from now on: its replay reads them from the log
                 self.room_messages.start_catch_up(room, socket.sid)
                 catching_up = True
             if plan.marks_backlog_delivered:
@@ -370,7 +373,7 @@ class SxServer:
         # python-socketio queues this answer as the handler returns, with no await in
         # between (test_join_positions.py's answer-before-backlog test holds it to that); the task
         # below starts after it.
-        self._background(self._replay_then_release(socket.sid, replay, release))
+        self._background(self._replay_after_answer(socket.sid, replay, release))
         count, until = replay.announced(plan.replay_after)
         log.info("[%s] joined %s since=%s epoch=%s replayed=%d missed=%d reset=%s", socket.sid, room, since,
                  epoch, count, plan.missed, plan.reset)
@@ -382,23 +385,34 @@ class SxServer:
         if is_refusal(await _call(self.join_authorizer, room, socket, since)):
             raise Refusal(protocol.JOIN_REFUSED, f"Join refused: {room}")
 
-    async def _replay_then_release(self, sid: str, replay: Replay, release: Callable[[], None]) -> None:
-        """Send the replay's first page behind the answer, holding the room (no live message
-        can overtake it); a longer replay then catches up without holding it."""
+    async def _replay_after_answer(self, sid: str, replay: Replay, release: Callable[[], None]) -> None:
+        """Release the room (the answer is queued); once the client has read the answer, send the
+        replay's first page, then catch up from the log with the rest and what came meanwhile.
+
+        Why wait for the client: a Node.js socket.io-client emits every packet
+        of one read in one go, before an app's ``await join()`` resumes to
+        register its handler; answer and replay must not arrive in one read.
+        A client that does not answer within engine.io's ping interval and
+        timeout is taken for gone, as engine.io takes it.
+        """
+        release()
+        if not replay.first:
+            return
         try:
+            await asyncio.wait_for(self.room_messages.read_so_far(sid),
+                                   self.sio.eio.ping_interval + self.sio.eio.ping_timeout)
             for entry in replay.first:
                 await self.room_messages.send(entry, sid=sid)
-        except Exception:  # not a socket that went away (a send to one is skipped): a bug of ours
-            log.exception("[%s] replay of %s failed; its connection is closed, so that it joins again", sid,
-                          replay.room)
-            await self._end_connection(sid)
-            if replay.more:
-                self.room_messages.end_catch_up(replay.room, sid)
+        except ConnectionError:  # gone: it rejoins from the offset it has handled
+            self.room_messages.end_catch_up(replay.room, sid)
             return
-        finally:
-            release()
-        if replay.more:
-            await self._catch_up(sid, replay.room, replay.first[-1].offset)
+        except Exception as error:  # no answer to the ping, or a bug of ours (a send to a socket that went is skipped)
+            log.warning("[%s] replay of %s not sent (%s: %s); its connection is closed, so that it joins again",
+                        sid, replay.room, type(error).__name__, error, exc_info=not isinstance(error, TimeoutError))
+            self.room_messages.end_catch_up(replay.room, sid)
+            await self._end_connection(sid)
+            return
+        await self._catch_up(sid, replay.room, replay.first[-1].offset)
 
     async def _catch_up(self, sid: str, room: str, after: int) -> None:
         """The rest of a long replay: each page read once the client has taken the last (so a

@@ -3,8 +3,9 @@
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
+const transport = process.argv[3] || "websocket"; // "polling": long-polling only, no upgrade
 const opts = (token) => ({ path: "/shotx/", auth: token === undefined ? {} : { token },
-  reconnection: false, transports: ["websocket"], forceNew: true });
+  reconnection: false, transports: [transport], forceNew: true });
 
 function refusal(token) {
   return new Promise((resolve) => {

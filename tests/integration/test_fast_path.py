@@ -1,8 +1,8 @@
 """The WebSocket fast path (server/engineio_sockets.py) on a real server over real sockets.
 
 Frames go straight to the WebSocket when nothing is queued, through
-engine.io's queue otherwise; permessage-deflate as aiohttp accepts it unless
-``websocket_compression=False``.
+engine.io's queue otherwise; permessage-deflate declined, as Node's engine.io
+declines it, unless ``websocket_compression=True``.
 What must not change: every member gets every room message once, in order,
 even while another member has stopped reading; the upgrade from
 long-polling still works.
@@ -44,18 +44,18 @@ async def offsets_read(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[
     return offsets
 
 
-async def test_compression_off_when_asked_for_as_in_node(start_server):
-    server = await start_server(websocket_compression=False)
+async def test_compression_off_by_default_as_in_node(start_server):
+    server = await start_server()
     async with aiohttp.ClientSession() as http:
         ws = await raw_member(http, server.url, compress=15)  # offers permessage-deflate
         assert ws.compress == 0
         await ws.close()
 
 
-async def test_compression_by_default_and_compressed_frames_stay_in_order(start_server):
+async def test_compression_when_asked_for_and_compressed_frames_stay_in_order(start_server):
     """Frames past aiohttp's 16 KiB are compressed in its executor (the write waits);
     those after them must not overtake them (compressed frames go through engine.io's writer)."""
-    server = await start_server()
+    server = await start_server(websocket_compression=True)
     async with aiohttp.ClientSession() as http:
         ws = await raw_member(http, server.url, compress=15)
         assert ws.compress == 15

@@ -137,13 +137,13 @@ async def test_a_read_that_fails_mid_replay_costs_the_connection_not_the_rest_of
 
 
 async def test_a_replay_of_several_pages_over_a_compressed_websocket_arrives_whole(start_server, tmp_path):
-    """Browsers and socket.io-client offer permessage-deflate, which the server accepts by
-    default: such a socket takes engine.io's writer, not the direct path. (A wait between
-    pages that looked for the direct path's state once stopped these replays at the first
-    page, taking the socket for gone.)"""
+    """Browsers and socket.io-client offer permessage-deflate, which the server accepts with
+    ``websocket_compression=True``: such a socket takes engine.io's writer, not the direct
+    path. (A wait between pages that looked for the direct path's state once stopped these
+    replays at the first page, taking the socket for gone.)"""
     import socketio  # type: ignore[import-untyped]
 
-    server = await start_server(store=tmp_path / "server.sqlite3")
+    server = await start_server(store=tmp_path / "server.sqlite3", websocket_compression=True)
     await a_room_of(server, "r", TOTAL)
     got: list[int] = []
     done = asyncio.Event()
@@ -170,18 +170,27 @@ async def test_a_replay_of_several_pages_over_a_compressed_websocket_arrives_who
 async def test_a_member_that_stops_reading_holds_about_a_page_of_its_replay_and_not_the_room(
         start_server, make_client, wait_until, tmp_path):
     """Between pages the replay waits until the client has taken the last one, without the
-    room's lock: big messages, so that a page is more than the kernel's socket buffers take."""
+    room's lock: big messages, so that a page is more than the kernel's socket buffers take.
+    The client stops reading at the replay's first message (before it, the replay waits for
+    the client to answer a ping: it has not started)."""
     store = HeldReads(tmp_path / "server.sqlite3")
     server = await start_server(store=store)
     big = "x" * 40_000
     for n in range(1, TOTAL + 1):
         await server.sx.to("r").send("n", {"n": n, "pad": big})
-    client, got = make_client(server.url), []
-    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    client, got, paused = make_client(server.url), [], []
+
+    def handle(data, meta) -> None:  # type: ignore[no-untyped-def]
+        got.append(meta["offset"])
+        if not paused:
+            paused.append(pause_reading(client))
+
+    client.on_message("n", handle)
     await client.connect("t")
     store.reads = []
-    transport = pause_reading(client)
     joining = asyncio.ensure_future(client.join("r"))
+    await wait_until(lambda: paused, 10)
+    (transport,) = paused
     (socket,) = server.sx.sio.eio.sockets.values()
     await wait_until(lambda: socket._transport is not None and socket._transport.get_write_buffer_size() > 0, 10)
     await asyncio.wait_for(server.sx.to("r").send("n", {"n": TOTAL + 1}), 5)  # the room is not held

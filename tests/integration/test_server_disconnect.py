@@ -14,6 +14,7 @@ connection is ended from the server side.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import socketio  # type: ignore[import-untyped]
 
@@ -33,3 +34,32 @@ async def test_ending_a_connection_whose_writer_stopped_returns_and_the_client_s
         await asyncio.wait_for(gone.wait(), 5)  # the writer closed the WebSocket on its way out
     finally:
         await sio.disconnect()
+
+
+async def test_a_long_poll_pending_when_its_client_closes_is_answered_at_once(start_server, wait_until):
+    """A long-polling client that closes (a CLOSE packet in a POST) while its GET waits for
+    packets: engine.io answered that GET only at its timeout (ping interval plus timeout,
+    45 s), which kept a closed Node.js socket.io-client's process alive; Node's engine.io
+    answers it at once."""
+    import aiohttp
+
+    server = await start_server()
+    base = f"{server.url}/shotx/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as opened:
+            sid = json.loads((await opened.text())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        async with http.post(url, data='40{"token":"t"}') as connect:
+            assert connect.status == 200
+        received = ""
+        while "auth_success" not in received:  # what the connect sends; nothing more is queued then
+            async with http.get(url) as poll:
+                received += await poll.text()
+        pending = asyncio.ensure_future(http.get(url))
+        socket = server.sx.sio.eio.sockets[sid]
+        await wait_until(lambda: bool(socket.queue._getters))  # the GET waits for packets
+        async with http.post(url, data="1") as close:
+            assert close.status == 200
+        response = await asyncio.wait_for(pending, 5)  # 45 s before
+        assert response.status == 200
+        response.release()

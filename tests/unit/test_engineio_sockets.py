@@ -154,3 +154,25 @@ def test_python_socketio_handles_the_engineio_disconnect_event_through_eio_on():
     assert sio.eio.handlers["disconnect"] == sio._handle_eio_disconnect, SEAM
     assert list(inspect.signature(sio._handle_eio_disconnect).parameters) == ["eio_sid", "reason"], SEAM
     assert "'disconnect', self.sid," in inspect.getsource(AsyncSocket.close), SEAM
+
+
+def test_a_pong_reaches_receive_and_only_restarts_a_ping_that_was_sent():
+    """DirectSocket.round_trip counts PONGs in ``receive`` and sends its PING through ``send``
+    without setting ``last_ping``: engine.io's PONG handling must then start no second ping loop."""
+    async def scenario():
+        server = engineio.AsyncServer(async_mode="aiohttp")
+        socket = AsyncSocket(server, "sid")
+        started = []
+        server.start_background_task = lambda *args: started.append(args)
+        socket.last_ping = None  # no ping of engine.io's own outstanding
+        await socket.receive(packet.Packet(packet.PONG))
+        quiet = list(started)
+        socket.last_ping = 1.0  # one outstanding: its pong starts the next cycle
+        await socket.receive(packet.Packet(packet.PONG))
+        return quiet, started
+
+    quiet, started = asyncio.run(scenario())
+    assert quiet == [], f"a PONG with no ping of engine.io's outstanding started a ping task: {SEAM}"
+    assert len(started) == 1, f"a PONG no longer restarts engine.io's ping cycle through schedule_ping: {SEAM}"
+    source = inspect.getsource(AsyncSocket._send_ping)
+    assert "self.send(packet.Packet(packet.PING))" in source, f"engine.io's pings no longer go through send: {SEAM}"
