@@ -41,8 +41,8 @@ SCENARIOS = ("ack", "fanout", "connect", "memory", "room", "layer")
 SERVERS = {
     "shotx-sqlite": ["shotx", "--store", "sqlite"],
     "shotx-memory": ["shotx", "--store", "memory"],
-    # the same with permessage-deflate declined, as Node's engine.io does by default
-    "shotx-sqlite-nodeflate": ["shotx", "--store", "sqlite", "--no-compression"],
+    # the same with permessage-deflate accepted (SxServer(websocket_compression=True); off by default, as in Node)
+    "shotx-sqlite-deflate": ["shotx", "--store", "sqlite", "--compression"],
     "bare": ["bare"],
     # every Python server above runs on uvloop (servers.py --loop uvloop) when it is installed; these on asyncio's
     "shotx-sqlite-asyncio": ["shotx", "--store", "sqlite", "--loop", "asyncio"],

@@ -49,12 +49,12 @@ AUTH = {"user_id": "bench"}
 PUBLISHED = "Hello from server!"
 
 
-def build_shotx(store: Any, compression: bool = True) -> web.Application:
+def build_shotx(store: Any, compression: bool = False) -> web.Application:
     """Our server as a user writes it: auth handler plus one echo route."""
     from shotx.server import SxServer
 
     app = web.Application()
-    sx = SxServer(app, store=store) if compression else SxServer(app, store=store, websocket_compression=False)
+    sx = SxServer(app, store=store, websocket_compression=True) if compression else SxServer(app, store=store)
 
     @sx.auth
     async def check(token: str, socket: Any) -> dict[str, Any] | None:
@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", choices=["sqlite", "memory", "redis"], default="sqlite")
     parser.add_argument("--db", type=Path, default=Path("bench-server.sqlite3"))
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for --store redis")
-    parser.add_argument("--no-compression", action="store_true",
-                        help="SxServer(websocket_compression=False): decline permessage-deflate, as Node's engine.io does")
+    parser.add_argument("--compression", action="store_true",
+                        help="SxServer(websocket_compression=True): accept the permessage-deflate a client offers "
+                             "(declined by default, as Node's engine.io declines it)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="event loop: uvloop (what `python -m shotx.server` runs on when it is installed; "
                              "asyncio's when it is not) or asyncio's")
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         from shotx.server import RedisStore
         redis_store = RedisStore(args.redis, prefix=f"shotx-bench-{os.getpid()}")
     store = redis_store or ("memory" if args.store == "memory" else str(args.db))
-    app = build_shotx(store, compression=not args.no_compression) if args.kind == "shotx" else build_bare()
+    app = build_shotx(store, compression=args.compression) if args.kind == "shotx" else build_bare()
     if args.trace_memory is not None:
         trace_memory(app, args.trace_memory)
     sock = bind()
