@@ -12,14 +12,16 @@ import gc
 import weakref
 
 import aiohttp
+import pytest
 
 from test_fast_path import raw_member
 
 CLIENTS = 20
 
 
-async def test_closed_engineio_sockets_are_not_kept_alive_by_their_ping(start_server, wait_until):
-    server = await start_server()
+@pytest.mark.parametrize("compression", [False, True], ids=["uncompressed", "permessage-deflate"])
+async def test_closed_engineio_sockets_are_not_kept_alive_by_their_ping(start_server, wait_until, compression):
+    server = await start_server(websocket_compression=compression)
     assert server.sx.sio.eio.ping_interval >= 20  # engine.io's default: the wait below is far shorter
     eio = server.sx.sio.eio
     async with aiohttp.ClientSession() as http:
