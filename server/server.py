@@ -339,9 +339,9 @@ class SxServer:
         (``_replay_after_answer``). A member with a replay catches up from the
         log: live messages of the room skip it until its replay has reached
         them, so none can overtake the replay, and the room's lock is not held
-        while the client reads. The socket enters the room only once the
-        replay's first page is read: a join that fails leaves no member
-        behind that the replay skipped.
+        while the client reads. A join that fails leaves no member behind that
+        the replay skipped: it leaves the room again, and a replay that cannot
+        be sent whole ends the connection, so that the client rejoins.
         """
         room, since, epoch = _join_request(data)
         if room not in socket.rooms and (too_many := socket.use.may_join(len(socket.rooms))) is not None:
@@ -401,6 +401,9 @@ class SxServer:
         try:
             await asyncio.wait_for(self.room_messages.read_so_far(sid),
                                    self.sio.eio.ping_interval + self.sio.eio.ping_timeout)
+            if not self._member(sid, replay.room):  # it left meanwhile: none of the room's messages
+                self.room_messages.end_catch_up(replay.room, sid)
+                return
             for entry in replay.first:
                 await self.room_messages.send(entry, sid=sid)
         except ConnectionError:  # gone: it rejoins from the offset it has handled
@@ -431,7 +434,7 @@ class SxServer:
                 if not self._member(sid, room):
                     log.info("[%s] replay of %s stopped at %d: the socket left", sid, room, after)
                     return
-                page = await self.store.read(room, after, REPLAY_PAGE)
+                page = await self._read_on(room, after)
                 if len(page) < REPLAY_PAGE:
                     break  # the last few: read again, and sent, under the room's lock
                 for entry in page:
@@ -440,7 +443,7 @@ class SxServer:
             async with self.room_locks.hold(room):
                 await self.delivery_order.settled(room)  # live sends so far are out (they skipped it)
                 while True:
-                    page = await self.store.read(room, after, REPLAY_PAGE)
+                    page = await self._read_on(room, after)
                     for entry in page:
                         await self.room_messages.send(entry, sid=sid)
                     after = page[-1].offset if page else after
@@ -455,6 +458,22 @@ class SxServer:
         finally:
             if not caught_up:
                 self.room_messages.end_catch_up(room, sid)
+
+    async def _read_on(self, room: str, after: int) -> list[LogEntry]:
+        """A catch-up's next page; :class:`RetainedPast` if retention dropped messages after
+        ``after`` meanwhile (they skipped this member live, and the log no longer has them).
+
+        Why not read on: the client would take the next offset and step over
+        the hole for good, and nobody would know. Its connection is closed
+        instead; it rejoins from what it has handled, and the rejoin's answer
+        counts them as ``missed`` (the client's ``on_gap``).
+        """
+        page = await self.store.read(room, after, REPLAY_PAGE)
+        if not page or page[0].offset > after + 1:  # a hole: a failed append's offset, or retention
+            floor = (await self.store.bounds(room)).floor
+            if floor > after:
+                raise RetainedPast(f"retention dropped offsets {after + 1}..{floor} before this member read them")
+        return page
 
     def _member(self, sid: str, room: str) -> bool:
         return self.sio.manager.is_connected(sid, "/") and room in self.sio.manager.get_rooms(sid, "/")
@@ -619,6 +638,10 @@ class SxServer:
             return (BinaryJsonText(text.json, text.attachments) if self._replies_as_text
                     else binary.decode(text.json, text.attachments))
         return JsonText(text) if self._replies_as_text else json.loads(text)
+
+
+class RetainedPast(Exception):
+    """Retention dropped room messages a catching-up member had not read yet."""
 
 
 @dataclass(frozen=True)

@@ -201,3 +201,40 @@ async def test_a_member_that_stops_reading_holds_about_a_page_of_its_replay_and_
     await asyncio.wait_for(joining, 30)
     await wait_until(lambda: len(got) == TOTAL + 1, 10)
     assert got == list(range(1, TOTAL + 2))
+
+
+class HeldOnce(HeldReads):
+    """A real SQLite store whose read after offset ``hold_at`` waits for ``release``, once."""
+
+    hold_at = -1
+
+    async def read(self, room, after, limit):  # type: ignore[no-untyped-def]
+        if after == self.hold_at:
+            self.hold_at = -1
+            self.held.set()
+            await self.release.wait()
+        return await SqliteStore.read(self, room, after, limit)
+
+
+async def test_messages_retention_drops_before_a_catching_up_member_reads_them_are_a_gap_not_a_hole(
+        start_server, make_client, wait_until, tmp_path):
+    """A member catching up skips the room's live messages (its replay reads them from the
+    log); retention by count may drop some first. Reading on would have stepped over them
+    for good, unnoticed: the member's connection is closed instead, and its rejoin's answer
+    counts them as missed (``on_gap``)."""
+    store = HeldOnce(tmp_path / "server.sqlite3")
+    server = await start_server(store=store, retention_max_messages=50)
+    await a_room_of(server, "r", 10)
+    client, got, gaps = make_client(server.url), [], []
+    client.on_message("n", lambda data, meta: got.append(meta["offset"]))
+    client.on_gap(lambda gap: gaps.append((gap.reason, gap.missed)))
+    await client.connect("t")
+    store.hold_at = 10  # the catch-up's read after the replay's first (and only) page
+    await asyncio.wait_for(client.join("r"), 10)
+    await asyncio.wait_for(store.held.wait(), 10)
+    for n in range(11, 111):  # skip the member (it is catching up); retention keeps 61..110
+        await server.sx.to("r").send("n", {"n": n})
+    store.release.set()
+    await wait_until(lambda: len(got) == 60, 10)
+    assert got == list(range(1, 11)) + list(range(61, 111))
+    assert gaps == [("expired", 50)]
