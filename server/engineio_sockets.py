@@ -172,7 +172,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             joined.cancel()
 
     async def round_trip(self) -> None:
-        """Send a PING and return once the client has answered it (``ConnectionError`` if it goes first).
+        """Send a PING and return once the client has answered it (:class:`SocketGone` if it goes first).
 
         Why: a client answers a ping when it reads it, so its PONG proves that
         it has read and dispatched everything sent before the ping. A join's
@@ -184,7 +184,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         harmless: Engine.IO v4 clients answer every ping.
         """
         if self.closed or self.closing:
-            raise ConnectionError("the socket is closed")
+            raise SocketGone("the socket is closed")
         waiter = asyncio.get_running_loop().create_future()
         if self._pong_waiters is None:
             self._pong_waiters = []
@@ -207,7 +207,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     def _end_round_trips(self) -> None:
         for _, waiter in self._pong_waiters or ():
             if not waiter.done():
-                waiter.set_exception(ConnectionError("the socket closed before the client answered a ping"))
+                waiter.set_exception(SocketGone("the socket closed before the client answered a ping"))
 
     def may_write_now(self) -> bool:
         """Whether a packet written now cannot overtake another or wait for the client."""
@@ -489,10 +489,19 @@ def release_memory_after_disconnects(eio: Any, release: MemoryRelease) -> None:
     eio.on("disconnect", gone)
 
 
+class SocketGone(ConnectionError):
+    """The socket closed (or was never there) before its client answered a ping."""
+
+
+def _socket(eio: Any, eio_sid: str | None) -> Any:
+    """The Engine.IO socket of ``eio_sid``, or None (python-socketio gives None for a sid that is gone)."""
+    return eio.sockets.get(eio_sid) if eio_sid is not None else None
+
+
 async def drained(eio: Any, eio_sid: str | None) -> None:
     """:meth:`DirectSocket.drained` for the socket ``eio_sid`` (at once for a socket that is
     gone, or one on long-polling: a poll takes what is queued)."""
-    socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
+    socket = _socket(eio, eio_sid)
     if isinstance(socket, DirectSocket):
         await socket.drained()
 
@@ -525,10 +534,10 @@ def text_frame(payload: bytes) -> bytes:
 
 async def round_trip(eio: Any, eio_sid: str | None) -> None:
     """:meth:`DirectSocket.round_trip` for the socket ``eio_sid``: until its client has read what
-    was sent to it so far (``ConnectionError`` once it is gone; at once in another async mode)."""
-    socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
+    was sent to it so far (:class:`SocketGone` once it is gone; at once in another async mode)."""
+    socket = _socket(eio, eio_sid)
     if socket is None:
-        raise ConnectionError("the socket is gone")
+        raise SocketGone("the socket is gone")
     if isinstance(socket, DirectSocket):
         await socket.round_trip()
 
@@ -544,7 +553,7 @@ async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[A
     payloads: list[bytes | None] = [None] * len(packets)
     frames: list[bytes | None] = [None] * len(packets)
     for eio_sid in eio_sids:
-        socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
+        socket = _socket(eio, eio_sid)
         if socket is None or socket.closed:
             continue
         for n, pkt in enumerate(packets):

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from shotx.client import binary, protocol
 
-from .engineio_sockets import close_every_socket_now, start_events_eagerly, use_direct_sockets
+from .engineio_sockets import SocketGone, close_every_socket_now, start_events_eagerly, use_direct_sockets
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
 from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
@@ -386,60 +386,44 @@ class SxServer:
             raise Refusal(protocol.JOIN_REFUSED, f"Join refused: {room}")
 
     async def _replay_after_answer(self, sid: str, replay: Replay, release: Callable[[], None]) -> None:
-        """Release the room (the answer is queued); once the client has read the answer, send the
-        replay's first page, then catch up from the log with the rest and what came meanwhile.
+        """Release the room (the answer is queued), then catch up from the replay's first page."""
+        release()
+        if replay.first:
+            await self._catch_up(sid, replay.room, replay.first)
 
-        Why wait for the client: a Node.js socket.io-client emits every packet
-        of one read in one go, before an app's ``await join()`` resumes to
-        register its handler; answer and replay must not arrive in one read.
+    async def _catch_up(self, sid: str, room: str, page: list[LogEntry]) -> None:
+        """A join's replay, once the client has read the answer: ``page`` (the first, read with
+        the join), then each next page once the client has taken the last (so a client that
+        reads slowly holds about a page of it here, and the room's sends go on: live messages
+        skip this member meanwhile, the log has them); the last few under the room's lock,
+        after which the member gets live messages again, the next one after them.
+
+        Why wait for the client first: a Node.js socket.io-client emits every
+        packet of one read in one go, before an app's ``await join()`` resumes
+        to register its handler; answer and replay must not arrive in one read.
         A client that does not answer within engine.io's ping interval and
         timeout is taken for gone, as engine.io takes it.
+
+        It reads on past the join's head (what was sent meanwhile). A read that fails, or
+        finds messages retention took meanwhile, closes the connection (its answer
+        promised the range; the client rejoins from the offset it has handled); a socket
+        that went away or left the room stops it.
         """
-        release()
-        if not replay.first:
-            return
+        caught_up, after = False, page[0].offset - 1
         try:
             await asyncio.wait_for(self.room_messages.read_so_far(sid),
                                    self.sio.eio.ping_interval + self.sio.eio.ping_timeout)
-            if not self._member(sid, replay.room):  # it left meanwhile: none of the room's messages
-                self.room_messages.end_catch_up(replay.room, sid)
-                return
-            for entry in replay.first:
-                await self.room_messages.send(entry, sid=sid)
-        except ConnectionError:  # gone: it rejoins from the offset it has handled
-            self.room_messages.end_catch_up(replay.room, sid)
-            return
-        except Exception as error:  # no answer to the ping, or a bug of ours (a send to a socket that went is skipped)
-            log.warning("[%s] replay of %s not sent (%s: %s); its connection is closed, so that it joins again",
-                        sid, replay.room, type(error).__name__, error, exc_info=not isinstance(error, TimeoutError))
-            self.room_messages.end_catch_up(replay.room, sid)
-            await self._end_connection(sid)
-            return
-        await self._catch_up(sid, replay.room, replay.first[-1].offset)
-
-    async def _catch_up(self, sid: str, room: str, after: int) -> None:
-        """The rest of a long replay: each page read once the client has taken the last (so a
-        client that reads slowly holds about a page of it here, and the room's sends go on:
-        live messages skip this member meanwhile, the log has them); the last few under the
-        room's lock, after which the member gets live messages again, the next one after them.
-
-        It reads on past the join's head (what was sent meanwhile). A read that fails closes
-        the connection (its answer promised the range; the client rejoins from the offset it
-        has handled); a socket that went away or left the room stops it.
-        """
-        caught_up = False
-        try:
             while True:
-                await self.room_messages.drained(sid)
                 if not self._member(sid, room):
                     log.info("[%s] replay of %s stopped at %d: the socket left", sid, room, after)
                     return
-                page = await self._read_on(room, after)
-                if len(page) < REPLAY_PAGE:
-                    break  # the last few: read again, and sent, under the room's lock
                 for entry in page:
                     await self.room_messages.send(entry, sid=sid)
                 after = page[-1].offset
+                await self.room_messages.drained(sid)
+                page = await self._read_on(room, after)
+                if len(page) < REPLAY_PAGE:
+                    break  # the last few: read again, and sent, under the room's lock
             async with self.room_locks.hold(room):
                 await self.delivery_order.settled(room)  # live sends so far are out (they skipped it)
                 while True:
@@ -451,6 +435,8 @@ class SxServer:
                         break
                 self.room_messages.end_catch_up(room, sid)  # under the lock: live from the next send on
                 caught_up = True
+        except SocketGone:  # it rejoins from the offset it has handled
+            return
         except Exception as error:
             log.warning("[%s] replay of %s stopped at %d (%s: %s); its connection is closed, so that it "
                         "joins again from there", sid, room, after, type(error).__name__, error)
