@@ -38,7 +38,11 @@ WebSocket transport replaced:
   it waits). Only without compression: compressed one frame at a time, a
   room delivery cost more CPU (34 against 24 µs) than through engine.io's
   writer, which compresses a burst's frames in one wake-up;
-* the reader awaits aiohttp's ``receive(timeout)`` itself: no task per frame;
+* the reader awaits aiohttp's ``receive()`` itself: no task per frame, and
+  no timer per frame either (one per connection, :class:`_Silence`, ends a
+  connection silent for ``ping_interval + ping_timeout`` as engine.io's
+  per-frame timeout did); a Socket.IO frame goes straight to python-socketio's
+  handler, without engine.io's Packet and ``_trigger_event`` around it;
 * permessage-deflate is declined, as Node's engine.io declines it, unless
   ``SxServer(websocket_compression=True)`` (aiohttp's default). Uncompressed,
   a Node.js socket.io-client may get a join's answer and its replay in one
@@ -64,14 +68,16 @@ once, to every member.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import struct
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from engineio import exceptions, packet  # type: ignore[import-untyped]
 from engineio.async_socket import AsyncSocket  # type: ignore[import-untyped]
+from socketio import packet as socketio_packet  # type: ignore[import-untyped]
 
 from .memory_release import MemoryRelease
 from .sticky import tagged_sid
@@ -292,16 +298,16 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         writer = self._writer = asyncio.ensure_future(self._write_queued(ws))
         if not ws.compress:  # compressed, one frame at a time cost more than engine.io's batches (measured)
             self._transport, self._ws = transport, ws
-        await self._read(ws)
+        await self._read(ws, transport)
         self._ws = None
         await self.queue.put(None)  # the writer stops after what was queued before
         await writer
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
-    async def _receive_text(self, ws: web.WebSocketResponse, timeout: float | None = None) -> str | bytes | None:
-        """The next frame's data, or None when the connection ended, failed or timed out."""
+    async def _receive_text(self, ws: web.WebSocketResponse) -> str | bytes | None:
+        """The next frame's data, or None when the connection ended or failed."""
         try:
-            message = await ws.receive(timeout)
+            message = await ws.receive()
         except (asyncio.CancelledError, Exception):  # engine.io ends the connection on these too
             return None
         data = message.data
@@ -328,27 +334,49 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         self.upgraded, self.upgrading = True, False
         return True
 
-    async def _read(self, ws: web.WebSocketResponse) -> None:
-        """Receive frames until the client goes (or sends nothing for a ping interval and timeout)."""
-        timeout = self.server.ping_interval + self.server.ping_timeout
-        while True:
-            data = await self._receive_text(ws, timeout)
-            if data is None:
-                return
-            try:
-                pkt = packet.Packet(encoded_packet=data)
-            except Exception as error:  # engine.io let this escape, leaving the socket open (a ghost)
-                self.server.logger.warning("%s: closing on an undecodable frame (%s)", self.sid, error)
-                return
-            try:
-                await self.receive(pkt)
-            except exceptions.UnknownPacketError:
-                pass
-            except exceptions.SocketIsClosedError:
-                self.server.logger.info("Receive error -- socket is closed")
-                return
-            except Exception:  # engine.io logs it and goes on reading
-                self.server.logger.exception("Unknown receive error")
+    async def _read(self, ws: web.WebSocketResponse, transport: Any) -> None:
+        """Receive frames until the client goes (or sends nothing for a ping interval and timeout).
+
+        A Socket.IO frame (an Engine.IO MESSAGE: ``4`` and a digit) goes straight
+        to python-socketio's Engine.IO ``message`` handler, as engine.io's
+        ``receive`` would pass it, without the Packet and ``_trigger_event``
+        around it; every other frame takes engine.io's ``receive``.
+        """
+        silence = _Silence(transport, self.server.ping_interval + self.server.ping_timeout)
+        on_message = self.server.handlers.get("message")
+        if not inspect.iscoroutinefunction(on_message):
+            on_message = None
+        try:
+            while True:
+                data = await self._receive_text(ws)
+                silence.heard()
+                if data is None:
+                    return
+                if on_message is not None and type(data) is str and len(data) > 1 and data[0] == "4" \
+                        and data[1].isnumeric():
+                    try:  # as engine.io's run_async_handler: an error is logged, the reading goes on
+                        await on_message(self.sid, data[1:])
+                    except asyncio.CancelledError:
+                        pass
+                    except Exception:
+                        self.server.logger.exception("message async handler error")
+                    continue
+                try:
+                    pkt = packet.Packet(encoded_packet=data)
+                except Exception as error:  # engine.io let this escape, leaving the socket open (a ghost)
+                    self.server.logger.warning("%s: closing on an undecodable frame (%s)", self.sid, error)
+                    return
+                try:
+                    await self.receive(pkt)
+                except exceptions.UnknownPacketError:
+                    pass
+                except exceptions.SocketIsClosedError:
+                    self.server.logger.info("Receive error -- socket is closed")
+                    return
+                except Exception:  # engine.io logs it and goes on reading
+                    self.server.logger.exception("Unknown receive error")
+        finally:
+            silence.stop()
 
     async def _write_queued(self, ws: web.WebSocketResponse) -> None:
         """Write queued packets in order until ``None`` (or a failed write), then close the WebSocket.
@@ -403,6 +431,43 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             batch.append(self.queue.get_nowait())
             self.queue.task_done()
         return batch
+
+
+class _Silence:
+    """Aborts a connection whose client has sent nothing for ``timeout`` seconds.
+
+    engine.io gives every frame's ``receive`` a timeout (a ``wait_for`` or
+    ``asyncio.timeout`` per frame: about 8 % of an ack's CPU). This is one
+    timer per connection that re-arms itself lazily: a frame only notes the
+    time, and when the timer fires after a frame it sleeps on to that frame's
+    deadline. Aborting the transport ends the pending ``receive`` as a
+    dropped connection does, and the socket closes the same way.
+    """
+
+    __slots__ = ("_transport", "_timeout", "_loop", "_last", "_timer")
+
+    def __init__(self, transport: Any, timeout: float) -> None:
+        self._transport, self._timeout = transport, timeout
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._last + timeout, self._check)
+
+    def heard(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        deadline = self._last + self._timeout
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check)
+            return
+        self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class CompressingSocket(DirectSocket):
@@ -567,8 +632,9 @@ async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[A
                 await socket.send(pkt)
 
 
-def start_events_eagerly(sio: Any) -> None:
-    """python-socketio's ``_handle_event`` with the handler's task started eagerly.
+def start_events_eagerly(sio: Any, direct: dict[str, Callable[..., Awaitable[Any]]] | None = None) -> None:
+    """python-socketio's ``_handle_event`` with the handler's task started eagerly, and the
+    events in ``direct`` answered without python-socketio's dispatch around them.
 
     python-socketio runs every incoming event in a task of its own (so a
     slow handler does not stop the connection's reader); its first step
@@ -576,10 +642,21 @@ def start_events_eagerly(sio: Any) -> None:
     the reader's turn, and costs no scheduling when the handler finishes
     without waiting. Handlers still start in arrival order, each before the
     next frame is read.
+
+    ``direct``: event name to the coroutine function registered for it on the
+    default namespace (``sio.on``), which :func:`_answer_directly` calls and
+    acks itself; python-socketio's ``_trigger_event`` looked the handler up
+    and asked ``inspect.iscoroutinefunction`` again for every event (about
+    5 % of an ack). Should another handler be registered for the event later,
+    python-socketio's dispatch takes it again.
     """
     if not sio.async_handlers:  # asked for: every handler in the reader, as python-socketio does it
         return
     running: set[asyncio.Task[Any]] = set()
+    direct = dict(direct or {})
+    for event, handler in direct.items():
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError(f"start_events_eagerly: the handler for {event!r} must be a coroutine function")
 
     async def handle_event(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         namespace = namespace or "/"
@@ -587,13 +664,56 @@ def start_events_eagerly(sio: Any) -> None:
         if not sio.manager.is_connected(sid, namespace):
             sio.logger.warning("%s is not connected to namespace %s", sid, namespace)
             return
-        handling = sio._handle_event_internal(sio, sid, eio_sid, data, namespace, id)
+        handler = direct.get(data[0]) if namespace == "/" else None
+        if handler is not None and sio.handlers.get("/", {}).get(data[0]) is handler:
+            handling = _answer_directly(sio, handler, sid, eio_sid, data, id)
+        else:
+            handling = sio._handle_event_internal(sio, sid, eio_sid, data, namespace, id)
         task = asyncio.Task(handling, loop=asyncio.get_running_loop(), eager_start=True)
         if not task.done():
             running.add(task)
             task.add_done_callback(running.discard)
 
     sio._handle_event = handle_event
+
+
+async def _answer_directly(sio: Any, handler: Callable[..., Awaitable[Any]], sid: str, eio_sid: str,
+                           data: list[Any], id: int | None) -> None:
+    """python-socketio's ``_handle_event_internal`` for a coroutine handler on the default
+    namespace: the handler's result acked as python-socketio acks it (None: no arguments, a
+    tuple: one each), its text frame written at once when the socket may take it."""
+    try:
+        reply = await handler(sid, *data[1:])
+    except asyncio.CancelledError:  # as python-socketio's _trigger_event
+        reply = None
+    if id is None:
+        return
+    arguments = [] if reply is None else list(reply) if isinstance(reply, tuple) else [reply]
+    encoded = sio.packet_class(socketio_packet.ACK, namespace="/", id=id, data=arguments).encode()
+    if type(encoded) is not str:  # a binary ack: its text frame and attachments, through python-socketio
+        await sio._send_packet(eio_sid, _Encoded(encoded))
+        return
+    socket = sio.eio.sockets.get(eio_sid)
+    if socket is None or socket.closed:  # engine.io's send drops it too
+        return
+    if isinstance(socket, DirectSocket) and socket.may_write_now():
+        socket.write_now("4" + encoded)
+    else:
+        await socket.send(packet.Packet(packet.MESSAGE, data=encoded))
+
+
+class _Encoded:
+    """A Socket.IO packet encoded already, for python-socketio's ``_send_packet`` (which encodes)."""
+
+    __slots__ = ("_encoded",)
+
+    def __init__(self, encoded: Any) -> None:
+        self._encoded = encoded
+
+    def encode(self) -> Any:
+        return self._encoded
+
+
 def tag_session_ids(eio: Any, index: int) -> None:
     """Make every session id this Engine.IO server gives out start with ``<index>.``.
 

@@ -143,7 +143,6 @@ class SxServer:
         # frames written straight to the WebSocket when nothing is queued; permessage-deflate
         # declined unless websocket_compression=True, as Node's engine.io has it (engineio_sockets.py says why)
         use_direct_sockets(self.sio.eio, compression=websocket_compression)
-        start_events_eagerly(self.sio)
         self.room_messages = RoomMessageSender(self.sio)
         self.shared = (SharedDelivery(self.store, self.room_locks, self._send_to_members, self.has_members,
                                       self._send_members_away)
@@ -479,8 +478,11 @@ class SxServer:
     def _register_socket_events(self) -> None:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on(protocol.MESSAGE_EVENT, self._on_message)
+        on_message = self._on_message  # one bound method: start_events_eagerly knows it by identity
+        self.sio.on(protocol.MESSAGE_EVENT, on_message)
         self.sio.on("*", self._on_other_event)
+        # handlers started in the reader's turn; `message` answered without python-socketio's dispatch
+        start_events_eagerly(self.sio, direct={protocol.MESSAGE_EVENT: on_message})
 
     async def _on_other_event(self, event: str, sid: str, *args: Any) -> Reply:
         """python-socketio acks no event without a handler: its sender would wait for ever."""

@@ -126,3 +126,56 @@ async def test_the_upgrade_from_long_polling_still_works(start_server, wait_unti
         assert got[0]["data"] == 7 and got[0]["meta"]["offset"] == 1
     finally:
         await client.disconnect()
+
+
+async def test_a_silent_connection_is_closed_after_ping_interval_and_timeout_a_talking_one_is_not(start_server):
+    """engine.io ended a read that waited ``ping_interval + ping_timeout``; ours keeps one timer per
+    connection instead of one per frame (engineio_sockets._Silence): a client that stops sending
+    (no pong, no frame: a dropped network) gets its WebSocket closed, not only a CLOSE packet, and
+    one that keeps talking past that time is left alone."""
+    server = await start_server(ping_interval=0.3, ping_timeout=0.3)
+    async with aiohttp.ClientSession() as http:
+        talking, silent = await raw_member(http, server.url), await raw_member(http, server.url)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def talk() -> None:  # answers every ping, and sends a frame every 0.1 s meanwhile
+            while loop.time() - started < 2.0:
+                try:
+                    text = await talking.receive_str(timeout=0.1)
+                except asyncio.TimeoutError:
+                    await talking.send_str('42["ping_me"]')  # an event nobody acks: a frame, no reply
+                    continue
+                if text == "2":
+                    await talking.send_str("3")
+
+        async def until_closed(ws: aiohttp.ClientWebSocketResponse) -> float:
+            while True:
+                message = await ws.receive()
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    return loop.time() - started
+
+        closed_after, _ = await asyncio.wait_for(asyncio.gather(until_closed(silent), talk()), 10)
+        assert 0.6 <= closed_after < 3.0, closed_after  # no frame for 0.6 s: closed (not before)
+        assert not talking.closed, "a connection that kept sending frames was cut"
+        await talking.close()
+
+
+async def test_a_message_handler_registered_over_ours_is_dispatched_by_python_socketio(start_server):
+    """The reader's shortcut to SxServer's ``message`` handler (start_events_eagerly's ``direct``)
+    holds only while that handler is the one registered: an application's own takes python-socketio's path."""
+    server = await start_server()
+
+    async def own(sid: str, data: Any) -> tuple[str, int]:
+        return "mine", data
+
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url)
+        await ws.send_str('421["message",{"meta":{"type":"test_route","id":"a"},"data":1}]')
+        ours = await asyncio.wait_for(ws.receive_str(), 5)
+        server.sx.sio.on("message", own)
+        await ws.send_str('422["message",5]')
+        theirs = await asyncio.wait_for(ws.receive_str(), 5)
+        await ws.close()
+    assert ours.startswith("431[") and json.loads(ours[3:])[0]["meta"]["code"] == 2003, ours  # no test_route here
+    assert theirs == '432["mine",5]', theirs

@@ -176,3 +176,51 @@ def test_a_pong_reaches_receive_and_only_restarts_a_ping_that_was_sent():
     assert len(started) == 1, f"a PONG no longer restarts engine.io's ping cycle through schedule_ping: {SEAM}"
     source = inspect.getsource(AsyncSocket._send_ping)
     assert "self.send(packet.Packet(packet.PING))" in source, f"engine.io's pings no longer go through send: {SEAM}"
+
+
+# ---- the reader's shortcuts (DirectSocket._read, _Silence, _answer_directly) ----------------------
+
+def test_engineio_passes_a_socketio_frame_to_the_message_handler_as_the_reader_does():
+    """DirectSocket._read hands ``data[1:]`` of a frame ``4<digit>...`` straight to the Engine.IO
+    ``message`` handler: that is what engine.io's Packet and receive would pass, awaited in the reader."""
+    import socketio
+    decoded = packet.Packet(encoded_packet='42["message",{}]')
+    assert (decoded.packet_type, decoded.data) == (packet.MESSAGE, '2["message",{}]'), \
+        f"engine.io decodes a Socket.IO frame differently now: {SEAM}"
+    receive = inspect.getsource(AsyncSocket.receive)
+    assert "self.server._trigger_event(\n                'message', self.sid, pkt.data,\n" \
+           "                run_async=self.server.async_handlers)" in receive, \
+        f"engine.io's receive no longer passes a MESSAGE's data to the message event: {SEAM}"
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    assert sio.eio.handlers["message"] == sio._handle_eio_message and sio.eio.async_handlers is False, \
+        f"python-socketio no longer handles Engine.IO messages in the reader through eio.on: {SEAM}"
+    assert inspect.iscoroutinefunction(sio._handle_eio_message), SEAM
+
+
+def test_aiohttp_sets_no_timer_for_a_receive_without_timeout_and_an_abort_ends_it():
+    """_Silence replaces the per-frame timeout: aiohttp must then wait without a timer, and a
+    transport's abort (connection_lost) must end the pending receive as a dropped connection does."""
+    from aiohttp import web, web_protocol
+    receive = inspect.getsource(web.WebSocketResponse.receive)
+    assert "receive_timeout = timeout or self._receive_timeout" in receive and "if receive_timeout:" in receive, \
+        f"aiohttp's receive() may time every frame now: {SEAM}"
+    assert "receive_timeout" in inspect.signature(web.WebSocketResponse).parameters, SEAM
+    lost = inspect.getsource(web_protocol.RequestHandler.connection_lost)
+    assert "self._payload_parser.feed_eof()" in lost, \
+        f"aiohttp's connection_lost no longer ends the WebSocket's reader: {SEAM}"
+
+
+def test_the_ack_python_socketio_sends_for_a_handler_result():
+    """_answer_directly acks as _handle_event_internal does: None -> no argument, a tuple -> one
+    each, anything else -> one; through the packet class's encode."""
+    from socketio.async_server import AsyncServer
+    source = inspect.getsource(AsyncServer._handle_event_internal)
+    for line in ("r = await server._trigger_event(data[0], namespace, sid, *data[1:])",
+                 "if r is None:\n                data = []", "elif isinstance(r, tuple):\n                data = list(r)",
+                 "data = [r]", "await server._send_packet(eio_sid, self.packet_class(\n"
+                 "                packet.ACK, namespace=namespace, id=id, data=data))"):
+        assert line in source, f"python-socketio's ack of a handler result changed ({line!r}): {SEAM}"
+    send = inspect.getsource(AsyncServer._send_packet)
+    assert "encoded_packet = pkt.encode()" in send and "await self.eio.send(eio_sid, ep)" in send, SEAM
+    trigger = inspect.getsource(AsyncServer._trigger_event)
+    assert "except asyncio.CancelledError:  # pragma: no cover\n                    ret = None" in trigger, SEAM
