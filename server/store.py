@@ -88,7 +88,14 @@ def new_epoch() -> str:
 
 
 class Store(Protocol):
-    """Durable room logs plus the reply memory behind idempotent resends."""
+    """Durable room logs plus the reply memory behind idempotent resends.
+
+    A store may say ``settles_on_the_loop = True`` when every call of it
+    settles within the event loop's own turns, with no I/O to wait for
+    (SQLite, memory): the server then puts no ``store_timeout`` timer around
+    its reply lookups and writes, which cost about 4 % of an ack. Without it
+    (Redis, or any store of an application's), every such call is timed.
+    """
 
     async def open(self) -> None:
         """Create or load the storage; called once before first use."""

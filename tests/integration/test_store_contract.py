@@ -119,6 +119,36 @@ async def test_replies_are_remembered_per_principal_and_forgotten_by_age(store):
     assert await store.recall("alice", "m1") is None
 
 
+async def test_a_store_untimed_for_settling_on_the_loop_settles_within_a_few_turns(store):
+    """ReplyMemory puts no ``store_timeout`` timer around the calls of a store that says
+    ``settles_on_the_loop`` (store.py): each call must then end within a few turns of the loop,
+    with nothing else to wait for. Redis, which waits for its server, must not say it."""
+    from shotx.server.redis_store import RedisStore
+
+    inner = getattr(store, "inner", store)
+    claims = getattr(store, "settles_on_the_loop", False)
+    assert claims is (not isinstance(inner, RedisStore)), type(inner).__name__
+    if not claims:
+        return
+    turns, calls_done = 0, False
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while not calls_done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    await store.remember("alice", "m1", "{}", 10.0)
+    assert await store.recall("alice", "m1") == "{}"
+    entry = await store.append("r", "t", "{}", "i1", 10.0, False, 100)
+    await store.flushed(entry)
+    calls_done = True
+    await counter
+    assert turns <= 12, f"{turns} loop turns for four calls: the store waits for something"
+
+
 async def test_sqlite_survives_reopen(tmp_path):
     path = tmp_path / "again.sqlite3"
     first = SqliteStore(path)

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import socketio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shotx.client import protocol
 from shotx.server.packets import JsonText, SxPacket, message_frame
@@ -37,3 +39,36 @@ def test_a_room_message_frame_is_the_event_python_socketio_would_emit():
     frame = message_frame(protocol.room_message_json("t", protocol.encode_json({"a": 1}), "id-1", "lobby", 7))
     assert frame.data[0] == stock.encode()[0]
     assert json.loads(frame.data[1:]) == json.loads(stock.encode()[1:])
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12)
+_TEXTS = st.one_of(_JSON_VALUES.map(json.dumps), st.text(max_size=40),
+                   st.integers(min_value=10**98, max_value=10**102).map(lambda n: f'["message",{n}]'),
+                   _JSON_VALUES.map(lambda value: "\ufeff" + json.dumps(value)))
+
+
+@given(_TEXTS)
+def test_the_decoder_made_once_reads_every_text_as_engineios_json(text):
+    """ServerJson.loads (one decoder for every frame) against engine.io's loads (a decoder per
+    call): the same value, or both refuse (integers of over 100 digits too)."""
+    from engineio import json as engineio_json
+
+    from shotx.server.packets import ServerJson
+
+    def reading(loads):
+        try:
+            return "read", repr(loads(text))
+        except ValueError:
+            return "refused", None
+
+    assert reading(ServerJson.loads) == reading(engineio_json.loads)
+    assert SxPacket.json is ServerJson
+
+
+def test_a_frame_with_an_integer_of_over_100_digits_is_refused_as_engine_io_refuses_it():
+    frame = SxPacket(encoded_packet='21["message",' + "9" * 101 + "]")
+    assert frame.id == 1 and "Integer is too large" in frame.data[1].reason
+    assert SxPacket(encoded_packet='21["message",' + "9" * 100 + "]").data == ["message", int("9" * 100)]
