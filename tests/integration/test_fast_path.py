@@ -179,3 +179,67 @@ async def test_a_message_handler_registered_over_ours_is_dispatched_by_python_so
         await ws.close()
     assert ours.startswith("431[") and json.loads(ours[3:])[0]["meta"]["code"] == 2003, ours  # no test_route here
     assert theirs == '432["mine",5]', theirs
+
+
+async def test_a_burst_of_room_messages_reaches_each_member_in_two_writes_in_order(start_server):
+    """Room messages delivered in one loop turn: each member's first frame is written at once,
+    the rest of the turn's frames in one write at its end (DirectSocket.write_text_frame's
+    ``gather``); the ack of the send that made them comes after them."""
+    writes: list[bytes] = []
+
+    def setup(sx: Any) -> None:
+        @sx.on_message("burst")
+        async def burst(data: Any, socket: Any) -> str:
+            await asyncio.gather(*(sx.to("burst").send("n", n) for n in range(data)))
+            return "sent"
+
+    server = await start_server(setup)
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url)
+        socket = next(iter(server.sx.sio.eio.sockets.values()))
+        await server.sx.sio.enter_room(next(iter(server.sx.sockets)), "burst")
+        transport = socket._transport  # counted on the real transport, then passed on
+        real_write = transport.write
+        socket._transport = type("Counting", (), {
+            "write": lambda self, data: (writes.append(bytes(data)), real_write(data))[1],
+            "__getattr__": lambda self, name: getattr(transport, name)})()
+        await ws.send_str('421["message",{"meta":{"type":"burst","id":"b1"},"data":12}]')
+        frames: list[str] = []
+        while not frames or not frames[-1].startswith("431"):
+            text = await asyncio.wait_for(ws.receive_str(), 10)
+            if text != "2":
+                frames.append(text)
+        await ws.close()
+    offsets = [json.loads(text[2:])[1]["meta"]["offset"] for text in frames[:-1]]
+    assert offsets == list(range(1, 13)), frames
+    assert json.loads(frames[-1][3:])[0]["data"] == "sent"
+    assert len(writes) == 3, [len(data) for data in writes]  # 1 frame, then 11 frames, then the ack
+    assert writes[1].count(b'42["message"') == 11 and writes[2].endswith(b'431[{"meta":{"success":true},"data":"sent"}]')
+
+
+async def test_whatever_is_written_to_a_socket_while_frames_are_gathered_goes_after_them(start_server):
+    """Gathered frames wait for the turn's end; a frame written to the same socket meanwhile
+    (an ack, a ping, a large frame through aiohttp's writer, a queued packet) must not overtake them."""
+    from engineio import packet
+
+    from shotx.server.engineio_sockets import text_frame
+
+    server = await start_server()
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url)
+        socket = next(iter(server.sx.sio.eio.sockets.values()))
+        frame = lambda n: f'42["message",{{"n":{n}}}]'.encode()  # noqa: E731
+        # one loop turn, no await in between:
+        socket.write_text_frame(frame(1), text_frame(frame(1)), gather=True)  # written at once
+        socket.write_text_frame(frame(2), text_frame(frame(2)), gather=True)  # gathered
+        socket.write_now('431["ack"]')  # an ack: joins the gathered frames
+        socket.write_now('42["message",{"n":3,"pad":"' + "p" * 20_000 + '"}]')  # large: aiohttp's write
+        socket.write_text_frame(frame(4), text_frame(frame(4)), gather=True)
+        await socket.send(packet.Packet(packet.PING))
+        socket.write_text_frame(frame(5), text_frame(frame(5)), gather=True)
+        socket.queue.put_nowait(packet.Packet(packet.MESSAGE, '2["message",{"n":6}]'))  # the writer's
+        received = [await asyncio.wait_for(ws.receive_str(), 10) for _ in range(8)]
+        await ws.close()
+    names = [("ping" if text == "2" else "ack" if text.startswith("431") else json.loads(text[2:])[1]["n"])
+             for text in received]
+    assert names == [1, 2, "ack", 3, 4, "ping", 5, 6], names
