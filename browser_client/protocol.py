@@ -190,12 +190,25 @@ def encode_json(value: Any) -> str:
     Traceback (most recent call last):
     ValueError: Data as JSON is not storable text: a lone UTF-16 surrogate (\\udc00 at character 2); ...
     """
-    text = _ENCODER.encode(value)
+    if _ENCODE_ONCE_MADE is None:
+        text = _ENCODER.encode(value)
+    else:
+        try:
+            text = "".join(_ENCODE_ONCE_MADE(value, 0))
+        except RecursionError:  # a cycle (or a deep value): the encoder with its cycle check says which
+            text = _ENCODER.encode(value)
     return text if text.isascii() else check_storable(text, "Data as JSON")  # the check only costs on non-ASCII
 
 
 # json.dumps builds a new encoder per call when given options; one made once saves that.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# And JSONEncoder.encode builds its C encoder per call, with a dict for its cycle check: the
+# same C encoder made once, without that dict, takes a third of the time (a server encodes
+# every reply). A cycle then ends in RecursionError, and encode_json asks _ENCODER, which
+# refuses it as before. None where json has no C encoder.
+_MAKE_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # private to json: absent is handled
+_ENCODE_ONCE_MADE = (None if _MAKE_C_ENCODER is None else _MAKE_C_ENCODER(
+    None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False))
 
 
 def handler_arity(fn: Callable[..., Any], most: int) -> int:

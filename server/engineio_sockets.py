@@ -741,7 +741,10 @@ async def _answer_directly(sio: Any, handler: Callable[..., Awaitable[Any]], sid
     if id is None:
         return
     arguments = [] if reply is None else list(reply) if isinstance(reply, tuple) else [reply]
-    encoded = sio.packet_class(socketio_packet.ACK, namespace="/", id=id, data=arguments).encode()
+    encoded_ack = getattr(sio.packet_class, "encoded_ack", None)  # packets.SxPacket's, without a packet
+    encoded = encoded_ack(id, arguments) if encoded_ack is not None else None
+    if encoded is None:
+        encoded = sio.packet_class(socketio_packet.ACK, namespace="/", id=id, data=arguments).encode()
     if type(encoded) is not str:  # a binary ack: its text frame and attachments, through python-socketio
         await sio._send_packet(eio_sid, _Encoded(encoded))
         return

@@ -59,6 +59,10 @@ _BINARY = {text: binary_type for binary_type, text in _UNBINARY.items()}
 _HEAD = re.compile(r"(?P<type>[0-9])(?:[0-9]{1,10}-)?(?:(?P<nsp>/[^,]*),)?(?P<id>[0-9]{1,100})?(?![0-9])")
 
 
+# An event on the default namespace with at most python-socketio's 100 digits of ack id, then
+# its JSON array: what SxPacket.decode reads itself.
+_PLAIN_EVENT = re.compile(r"2([0-9]{0,100})(?=\[)")
+
 _OUTGOING: Any = object()  # SxPacket's encoded_packet when the server builds a packet to send
 
 
@@ -151,9 +155,21 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
             self._refuse(encoded_packet, "empty frame")
 
     def decode(self, encoded_packet: Any) -> int:
-        """python-socketio's decoding, with every frame it cannot decode refused (see the module)."""
+        """python-socketio's decoding, with every frame it cannot decode refused (see the module).
+
+        The usual frame, an event on the default namespace (``2<ack id>[...]``),
+        is read here as python-socketio reads it, without its walk over the head
+        one character at a time (a third of decoding a small frame).
+        """
+        plain = _PLAIN_EVENT.match(encoded_packet) if type(encoded_packet) is str else None
         try:
-            attachments = int(super().decode(encoded_packet) or 0)
+            if plain is not None:
+                self.packet_type, self.namespace = socketio.packet.EVENT, None
+                self.id = int(plain[1]) if plain[1] else None
+                self.data = self.json.loads(encoded_packet[plain.end():])
+                attachments = 0
+            else:
+                attachments = int(super().decode(encoded_packet) or 0)
         except Exception as error:  # ValueError, TypeError (bytes), RecursionError (deep JSON)
             return self._refuse(encoded_packet, f"undecodable frame ({type(error).__name__}: {error})")
         problem = self._problem()
@@ -228,6 +244,15 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
         if not answerable:
             self.id = None
         self.data = [protocol.MESSAGE_EVENT, MalformedFrame(reason[:200], answerable)]
+
+    @staticmethod
+    def encoded_ack(id: int, arguments: list[Any]) -> str | None:
+        """What :meth:`encode` makes of an ack on the default namespace whose one argument is
+        a plain :class:`JsonText` (a handler's reply), without making the packet; None for
+        any other ack. ``engineio_sockets._answer_directly`` asks for it."""
+        if len(arguments) == 1 and type(arguments[0]) is JsonText:
+            return f"{socketio.packet.ACK}{id}[{arguments[0]}]"
+        return None
 
     def encode(self) -> Any:
         data = self.data

@@ -72,3 +72,40 @@ def test_a_frame_with_an_integer_of_over_100_digits_is_refused_as_engine_io_refu
     frame = SxPacket(encoded_packet='21["message",' + "9" * 101 + "]")
     assert frame.id == 1 and "Integer is too large" in frame.data[1].reason
     assert SxPacket(encoded_packet='21["message",' + "9" * 100 + "]").data == ["message", int("9" * 100)]
+
+
+_FRAMES = st.one_of(
+    st.tuples(st.sampled_from(["2", "21", "2007", "2" + "9" * 100, "2" + "9" * 101, "2/chat,3", "20-", "3",
+                               "2١", "25-"]),
+              st.one_of(_JSON_VALUES.map(lambda value: json.dumps(["message", value])), st.text(max_size=12)))
+    .map("".join),
+    st.text(max_size=30))
+
+
+def _read(frame):
+    packet = SxPacket(encoded_packet=frame)
+    return packet.packet_type, packet.namespace, packet.id, repr(packet.data), packet.attachment_count
+
+
+@given(_FRAMES)
+def test_the_plain_event_reading_is_python_socketios_reading(frame):
+    """SxPacket.decode reads ``2<id>[...]`` itself: every frame must read as through python-socketio's decode."""
+    import re
+
+    from shotx.server import packets
+
+    ours = _read(frame)
+    plain, packets._PLAIN_EVENT = packets._PLAIN_EVENT, re.compile(r"(?!)")  # never matches: the stock path
+    try:
+        stock = _read(frame)
+    finally:
+        packets._PLAIN_EVENT = plain
+    assert ours == stock
+
+
+@pytest.mark.parametrize("ack_id", [0, 7, 12345678901234567890])
+def test_an_ack_of_a_reply_encodes_without_a_packet_as_with_one(ack_id):
+    reply = JsonText(protocol.encode_json(REPLY))
+    made = SxPacket(socketio.packet.ACK, data=[reply], namespace="/", id=ack_id).encode()
+    assert SxPacket.encoded_ack(ack_id, [reply]) == made
+    assert SxPacket.encoded_ack(ack_id, [reply, reply]) is None and SxPacket.encoded_ack(ack_id, [REPLY]) is None

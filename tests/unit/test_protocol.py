@@ -157,3 +157,4 @@ def test_a_message_type_no_store_can_keep_is_refused_in_the_callers_hands():
     import pytest
     with pytest.raises(ValueError, match="lone UTF-16 surrogate"):
         protocol.check_type("t\ud800")
+
