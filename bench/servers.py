@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     if profiler is not None:
         profiler.enable()
     try:
-        web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None, loop=loop)
+        web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None, loop=loop,
+                    backlog=1024)  # as sock.listen above: aiohttp listens again, with 128 by default
     finally:
         if profiler is not None:
             profiler.disable()

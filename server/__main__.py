@@ -27,7 +27,7 @@ from .limits import Limits
 from .replies import STORE_TIMEOUT
 from .server import SxServer, open_store
 from .socket import SxSocket
-from .workers import run_workers
+from .workers import LISTEN_BACKLOG, run_workers
 
 DEMO_ROOM = "user-room"
 
@@ -143,7 +143,7 @@ def _bind(host: str, port: int) -> pysocket.socket:
     sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
     sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)  # accept (queue) connections from the moment the line is printed
+    sock.listen(LISTEN_BACKLOG)  # accept (queue) connections from the moment the line is printed
     return sock
 
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     loop = event_loop()
     logging.getLogger("shotx.server").info("event loop: %s", type(loop).__module__)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
-    web.run_app(app, sock=sock, print=None, handle_signals=True, loop=loop)
+    web.run_app(app, sock=sock, print=None, handle_signals=True, loop=loop, backlog=LISTEN_BACKLOG)
 
 
 def event_loop() -> asyncio.AbstractEventLoop:

@@ -83,3 +83,42 @@ async def test_the_demo_server_runs_on_uvloop_when_installed_and_serves(tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+async def test_the_server_queues_a_burst_of_500_connections_it_has_not_accepted_yet():
+    """``python -m shotx.server`` listens with a backlog of LISTEN_BACKLOG, as Node's server does
+    with 511: aiohttp's run_app listened again with 128 by default, so of 500 clients connecting
+    at once the rest had their SYN dropped and retried a second later. With the server stopped
+    (SIGSTOP: nothing is accepted), the kernel must still complete 500 handshakes."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "shotx.server", "--port", "0", "--store", "memory",
+                             "--interval", "0", "--web", "/dev/null"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        url = proc.stdout.readline().split()[-1]
+        async with aiohttp.ClientSession() as http:  # serving: aiohttp has listened again by now
+            async with http.get(url + "/shotx/?EIO=4&transport=polling") as response:
+                assert response.status == 200
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        proc.send_signal(signal.SIGSTOP)
+
+        async def connect() -> None:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
+            except (TimeoutError, OSError):
+                return
+            writers.append(writer)
+
+        await asyncio.gather(*(connect() for _ in range(500)))
+        assert len(writers) == 500, f"{len(writers)} of 500 handshakes completed while nothing was accepted"
+    finally:
+        for writer in writers:
+            writer.close()
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
