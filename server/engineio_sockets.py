@@ -331,6 +331,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         self._ws = None
         await self.queue.put(None)  # the writer stops after what was queued before
         await writer
+        _drop_tracebacks(ws.exception())
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
     async def _receive_text(self, ws: web.WebSocketResponse) -> str | bytes | None:
@@ -461,6 +462,24 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             batch.append(self.queue.get_nowait())
             self.queue.task_done()
         return batch
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """Let a closed connection go by reference counting, not at the next full collection.
+
+    When a client closes its TCP connection, aiohttp's ``receive`` answers the
+    EOF by sending a close frame, which fails on the closing transport; the
+    WebSocket keeps that error (``ws.exception()``), whose traceback (and its
+    context's, the EOF) holds the frames of the WebSocket's own methods: a
+    cycle through the request, the WebSocket and our socket, about 90 objects
+    per connection that only the garbage collector's oldest generation freed
+    (a third of a connect's CPU, in collections of up to 330 ms).
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__context__ or error.__cause__
 
 
 class TurnWrites:

@@ -37,3 +37,31 @@ async def test_closed_engineio_sockets_are_not_kept_alive_by_their_ping(start_se
         return all(socket() is None for socket in sockets)
 
     await wait_until(freed, timeout=5)
+
+
+@pytest.mark.parametrize("leaving", ["close frame", "connection dropped"])
+async def test_a_closed_connection_leaves_no_cycle_for_the_garbage_collector(start_server, wait_until, leaving):
+    """With the collector off, every closed connection's socket, WebSocket and request are freed
+    by reference counting alone. When the client drops its TCP connection, aiohttp answers the
+    EOF with a close frame that fails, and keeps that error on the WebSocket: its traceback held
+    the WebSocket's frames, a cycle of about 90 objects per connection that only a full
+    collection freed (engineio_sockets._drop_tracebacks)."""
+    import socket as pysocket
+
+    server = await start_server()
+    eio = server.sx.sio.eio
+    gc.collect()
+    gc.disable()
+    try:
+        async with aiohttp.ClientSession() as http:
+            members = [await raw_member(http, server.url) for _ in range(CLIENTS)]
+            sockets = [weakref.ref(socket) for socket in eio.sockets.values()]
+            for ws in members:
+                if leaving == "close frame":
+                    await ws.close()
+                else:
+                    ws.get_extra_info("socket").shutdown(pysocket.SHUT_RDWR)
+            await wait_until(lambda: not eio.sockets)
+            await wait_until(lambda: all(socket() is None for socket in sockets), timeout=5)
+    finally:
+        gc.enable()
