@@ -500,7 +500,10 @@ class TurnWrites:
     def _write_all(self) -> None:
         sockets, self._sockets = self._sockets, []
         for socket in sockets:
-            socket._write_gathered()
+            try:  # one socket's failure must not leave the others gathering with nobody to write
+                socket._write_gathered()
+            except Exception:
+                socket.server.logger.exception("%s: writing the gathered frames failed", socket.sid)
 
 
 class _Silence:
@@ -511,7 +514,11 @@ class _Silence:
     timer per connection that re-arms itself lazily: a frame only notes the
     time, and when the timer fires after a frame it sleeps on to that frame's
     deadline. Aborting the transport ends the pending ``receive`` as a
-    dropped connection does, and the socket closes the same way.
+    dropped connection does, and the socket closes the same way. Only frames
+    count: a WebSocket-level ping, which aiohttp answers inside ``receive``,
+    restarted engine.io's timeout and does not restart this one; an Engine.IO
+    client sends a PONG every ``ping_interval`` anyway, and one that does not
+    is closed by engine.io's ping check before this timer ends.
     """
 
     __slots__ = ("_transport", "_timeout", "_loop", "_last", "_timer")
@@ -678,13 +685,17 @@ async def round_trip(eio: Any, eio_sid: str | None) -> None:
         await socket.round_trip()
 
 
-async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any]) -> None:
+async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[Any], *, gather: bool = True) -> None:
     """Send Engine.IO packets to many sockets, each text packet encoded once for all those written at once.
 
     Each socket gets the packets back to back, in order (a binary event's
     text and attachments); those not written at once (queued, long-polling,
     closing, binary) go through the socket's ``send``. A socket that is gone
-    is skipped, as engine.io's ``send_packet`` does.
+    is skipped, as engine.io's ``send_packet`` does. ``gather``: frames of
+    one loop turn after a socket's first wait for one write at its end
+    (:meth:`DirectSocket.write_text_frame`); a replay page does not gather,
+    so that what a slow client has not read waits in the socket's queue,
+    where :meth:`DirectSocket.drained` sees it, not in the transport.
     """
     payloads: list[bytes | None] = [None] * len(packets)
     frames: list[bytes | None] = [None] * len(packets)
@@ -698,7 +709,7 @@ async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[A
                 if payload is None:
                     payload = payloads[n] = pkt.encode().encode("utf-8")
                     frames[n] = text_frame(payload) if len(payload) <= WHOLE_FRAME_MAX else None
-                socket.write_text_frame(payload, frames[n], gather=True)
+                socket.write_text_frame(payload, frames[n], gather=gather)
             else:
                 await socket.send(pkt)
 

@@ -119,8 +119,14 @@ class ServerJson:
     are refused, everything else as json reads it.
     """
 
-    loads = staticmethod(json.JSONDecoder(parse_int=_int_of_at_most_100_digits).decode)
+    _decode = json.JSONDecoder(parse_int=_int_of_at_most_100_digits).decode
     dumps = staticmethod(json.dumps)
+
+    @classmethod
+    def loads(cls, text: str) -> Any:
+        if text.startswith("\ufeff"):  # json.loads's own check, which the decoder alone skips
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return cls._decode(text)
 
 
 class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
@@ -339,5 +345,6 @@ class RoomMessageSender:
         else:
             eio_sids = [eio_sid for member, eio_sid in self.sio.manager.get_participants("/", room)
                         if not skip or member not in skip]
-        await send_to_many(self.sio.eio, eio_sids, frames)  # encoded once for every member; a binary
-        # event's frames back to back to each: nothing of ours comes between
+        # encoded once for every member; a binary event's frames back to back to each: nothing of
+        # ours comes between; a replay's page (to one sid) is not gathered (send_to_many says why)
+        await send_to_many(self.sio.eio, eio_sids, frames, gather=sid is None)

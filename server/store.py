@@ -94,7 +94,9 @@ class Store(Protocol):
     settles within the event loop's own turns, with no I/O to wait for
     (SQLite, memory): the server then puts no ``store_timeout`` timer around
     its reply lookups and writes, which cost about 4 % of an ack. Without it
-    (Redis, or any store of an application's), every such call is timed.
+    (Redis, or any store of an application's), every such call is timed. A
+    subclass of ``SqliteStore`` or ``MemoryStore`` whose calls wait for I/O
+    must set it back to False: it inherits True.
     """
 
     async def open(self) -> None:

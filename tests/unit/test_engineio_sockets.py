@@ -224,3 +224,34 @@ def test_the_ack_python_socketio_sends_for_a_handler_result():
     assert "encoded_packet = pkt.encode()" in send and "await self.eio.send(eio_sid, ep)" in send, SEAM
     trigger = inspect.getsource(AsyncServer._trigger_event)
     assert "except asyncio.CancelledError:  # pragma: no cover\n                    ret = None" in trigger, SEAM
+
+
+def test_the_turns_gathered_frames_are_written_for_every_socket_even_when_one_write_fails(caplog):
+    """TurnWrites writes every socket that gathered frames in a turn; one socket's failure is
+    logged and must not leave the sockets after it gathering with nobody left to write them."""
+    import logging
+    from types import SimpleNamespace
+
+    from shotx.server.engineio_sockets import TurnWrites
+
+    class Gathering:
+        def __init__(self, sid: str, fails: bool) -> None:
+            self.sid, self.fails, self.written = sid, fails, False
+            self.server = SimpleNamespace(logger=logging.getLogger("shotx.test"))
+
+        def _write_gathered(self) -> None:
+            if self.fails:
+                raise OSError("the transport broke")
+            self.written = True
+
+    async def scenario() -> list[Gathering]:
+        turn = TurnWrites()
+        sockets = [Gathering("a", False), Gathering("b", True), Gathering("c", False)]
+        for socket in sockets:
+            turn.add(socket)  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the turn's end: its one callback runs
+        return sockets
+
+    a, b, c = asyncio.run(scenario())
+    assert a.written and c.written and not b.written
+    assert "b: writing the gathered frames failed" in caplog.text
