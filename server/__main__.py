@@ -16,7 +16,6 @@ import hashlib
 import importlib
 import json
 import logging
-import socket as pysocket
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from .limits import Limits
 from .replies import STORE_TIMEOUT
 from .server import SxServer, open_store
 from .socket import SxSocket
-from .workers import LISTEN_BACKLOG, run_workers
+from .workers import LISTEN_BACKLOG, bind, run_workers
 
 DEMO_ROOM = "user-room"
 
@@ -139,14 +138,6 @@ def demo_worker_app(store: str, prefix: str, web_dir: Path | None, interval: flo
                      private_rooms, limits, print_handled)
 
 
-def _bind(host: str, port: int) -> pysocket.socket:
-    sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
-    sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(LISTEN_BACKLOG)  # accept (queue) connections from the moment the line is printed
-    return sock
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shotx.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -171,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    sock = _bind(args.host, args.port)
+    sock = bind(args.host, args.port)  # accepts (queues) connections from the moment the line is printed
     host, port = sock.getsockname()[:2]
     if args.workers > 1:
         # Under ``python -m`` this module is ``__main__``, which multiprocessing's spawn does not

@@ -37,9 +37,10 @@ WebSocket transport replaced:
   therefore unchanged (aiohttp puts a frame whole into the transport before
   it waits). Room messages delivered in one loop turn (a burst) go to each
   member in two writes, its first frame at once and the rest at the turn's
-  end (:class:`TurnWrites`), not in a ``send()`` system call per message. Only without compression: compressed one frame at a time, a
-  room delivery cost more CPU (34 against 24 µs) than through engine.io's
-  writer, which compresses a burst's frames in one wake-up;
+  end (:class:`TurnWrites`), not in a ``send()`` system call per message.
+  Only without compression: compressed one frame at a time, a room delivery
+  cost more CPU (34 against 24 µs) than through engine.io's writer, which
+  compresses a burst's frames in one wake-up;
 * the reader awaits aiohttp's ``receive()`` itself: no task per frame, and
   no timer per frame either (one per connection, :class:`_Silence`, ends a
   connection silent for ``ping_interval + ping_timeout`` as engine.io's
@@ -778,7 +779,7 @@ async def _answer_directly(sio: Any, handler: Callable[..., Awaitable[Any]], sid
     if type(encoded) is not str:  # a binary ack: its text frame and attachments, through python-socketio
         await sio._send_packet(eio_sid, _Encoded(encoded))
         return
-    socket = sio.eio.sockets.get(eio_sid)
+    socket = _socket(sio.eio, eio_sid)
     if socket is None or socket.closed:  # engine.io's send drops it too
         return
     if isinstance(socket, DirectSocket) and socket.may_write_now():

@@ -23,13 +23,13 @@ import asyncio
 import json
 import logging
 import os
-import socket as pysocket
 import time
 from typing import Any
 
 from aiohttp import web
 
 from shotx.server.__main__ import build_app
+from shotx.server.workers import LISTEN_BACKLOG, bind
 from shotx.server.server import open_store
 from shotx.server.socket import SxSocket
 
@@ -82,14 +82,6 @@ def add_fault_routes(app: web.Application, runs_path: str, incarnation: int) -> 
     app.router.add_get("/fault/tasks", tasks)
 
 
-def _bind(host: str, port: int) -> pysocket.socket:
-    sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
-    sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    return sock
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -103,12 +95,12 @@ def main() -> None:
     # file, DEBUG also every live entry; for the shotx loggers only (aiohttp, redis-py stay at WARNING)
     logging.basicConfig(level="WARNING", format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("shotx").setLevel(os.environ.get("SHOTX_FAULT_SERVER_LOG", "WARNING"))
-    sock = _bind("127.0.0.1", args.port)
+    sock = bind("127.0.0.1", args.port)
     app = build_app(open_store(args.store, redis_prefix=args.prefix), None, 0,
                     **({} if args.store_timeout is None else {"store_timeout": args.store_timeout}))
     add_fault_routes(app, args.runs, args.incarnation)
     print(f"fault server listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    web.run_app(app, sock=sock, print=None, handle_signals=True)
+    web.run_app(app, sock=sock, print=None, handle_signals=True, backlog=LISTEN_BACKLOG)
 
 
 if __name__ == "__main__":
