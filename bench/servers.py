@@ -11,7 +11,10 @@ generator sees is our layer: ``shotx`` is :class:`SxServer` with the demo's
 ``AsyncServer`` on aiohttp whose ``message`` handler builds the identical ack
 by hand (no routing, no idempotency, no store). Each binds 127.0.0.1 on a
 free port and prints ``READY <port>`` once it accepts connections, so the
-runner never sleeps on a guess. ``--profile FILE`` writes cProfile stats when
+runner never sleeps on a guess. ``shotx`` runs as ``python -m shotx.server``
+does (uvloop, ``runtime.tune_collector()``); ``--collector default`` leaves
+CPython's collector settings, for a side-by-side look at what the tuning
+buys. ``--profile FILE`` writes cProfile stats when
 the process is stopped with SIGTERM or SIGINT.
 
 Two bench-only message types, answered alike by both and by the Node
@@ -159,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="event loop: uvloop (what `python -m shotx.server` runs on when it is installed; "
                              "asyncio's when it is not) or asyncio's")
+    parser.add_argument("--collector", choices=["tuned", "default"], default="tuned",
+                        help="for shotx: runtime.tune_collector() once the app is built, as `python -m "
+                             "shotx.server` does (bare keeps CPython's defaults, as a plain script has them)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats here on exit")
     parser.add_argument("--trace-memory", type=Path, metavar="FILE",
                         help="tracemalloc on; SIGUSR1 snapshots, the later ones diffed to the first into FILE")
@@ -173,9 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         trace_memory(app, args.trace_memory)
     sock = bind()
     profiler = cProfile.Profile() if args.profile else None
-    from shotx.server.__main__ import event_loop  # uvloop's when it is installed, as the server's entry point
-
+    event_loop, tune_collector = process_settings()
     loop = event_loop() if args.loop == "uvloop" else asyncio.new_event_loop()
+    if args.kind == "shotx" and args.collector == "tuned":
+        tune_collector()
     print(f"READY {sock.getsockname()[1]} loop={type(loop).__module__.split('.')[0]}", flush=True)
     if profiler is not None:
         profiler.enable()
@@ -188,6 +195,17 @@ def main(argv: list[str] | None = None) -> None:
             profiler.dump_stats(str(args.profile))
         if redis_store is not None:
             delete_keys(args.redis, redis_store.prefix)
+
+
+def process_settings() -> tuple[Any, Any]:
+    """The entry point's event loop and collector settings (``shotx.server.runtime``); a
+    ``--candidate`` checkout older than that module had only the loop, in ``__main__``."""
+    try:
+        from shotx.server.runtime import event_loop, tune_collector
+    except ImportError:
+        from shotx.server.__main__ import event_loop
+        return event_loop, lambda: None
+    return event_loop, tune_collector
 
 
 def trace_memory(app: web.Application, report: Path) -> None:

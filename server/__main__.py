@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .limits import Limits
 from .replies import STORE_TIMEOUT
+from .runtime import event_loop, tune_collector
 from .server import SxServer, open_store
 from .socket import SxSocket
 from .workers import LISTEN_BACKLOG, bind, run_workers
@@ -175,22 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(open_store(args.store, redis_prefix=args.prefix), args.web, args.interval, args.private_rooms,
                     limits, args.print_handled)
     loop = event_loop()
+    tune_collector()  # the application is built: what is alive now stays
     logging.getLogger("shotx.server").info("event loop: %s", type(loop).__module__)
     print(f"Shotx demo server listening on http://{host}:{port}", flush=True)
     web.run_app(app, sock=sock, print=None, handle_signals=True, loop=loop, backlog=LISTEN_BACKLOG)
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (``pip install shotx[fast]``), else asyncio's.
-
-    Why: the server spends much of each message in the event loop itself
-    (callbacks, socket reads and writes), which uvloop runs in C.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from .engineio_sockets import tag_session_ids
+from .runtime import event_loop, tune_collector
 from .server import SX_SERVERS
 from .store import SharedStore
 
@@ -133,6 +134,7 @@ async def serve(factory: AppFactory, index: int, workers: int, channel: socket.s
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     app = await build(factory, index, workers)
+    tune_collector()
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
@@ -152,7 +154,8 @@ def worker_main(factory: AppFactory, index: int, workers: int, channel: socket.s
     """The target of a worker process (``multiprocessing``'s spawn start method)."""
     logging.basicConfig(level=log_level, format=f"%(levelname)s worker {index}: %(name)s: %(message)s")
     try:
-        asyncio.run(serve(factory, index, workers, channel, shutdown_timeout))
+        with asyncio.Runner(loop_factory=event_loop) as runner:
+            runner.run(serve(factory, index, workers, channel, shutdown_timeout))
     except Exception as error:  # the application's own start-up may raise anything; say it once
         log.error("worker %d stopped: %s: %s", index, type(error).__name__, error)
         sys.exit(START_FAILED)

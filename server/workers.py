@@ -43,6 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .runtime import event_loop, tune_collector
 from .sticky import RequestLineError, RoundRobin, request_line, worker_of_request
 from .worker_process import READY, AppFactory, worker_main
 
@@ -294,10 +295,11 @@ def _run_one(app_factory: AppFactory, listener: socket.socket, shutdown_timeout:
         made = await made if asyncio.iscoroutine(made) else made
         if on_ready is not None:
             made.on_startup.append(lambda _app: _announce(on_ready, listener))
+        tune_collector()
         return made
 
     web.run_app(app(), sock=listener, print=None, handle_signals=True, shutdown_timeout=shutdown_timeout,
-                backlog=LISTEN_BACKLOG)
+                backlog=LISTEN_BACKLOG, loop=event_loop())
     return 0
 
 
