@@ -715,6 +715,30 @@ async def send_to_many(eio: Any, eio_sids: Iterable[str | None], packets: list[A
                 await socket.send(pkt)
 
 
+def send_soon(sio: Any, sid: str, encoded: str) -> None:
+    """Send the Socket.IO text ``encoded`` (:func:`packets.event_text`) to ``sid`` in the
+    loop's next turn: after whatever the running code sends before it next waits, such as
+    python-socketio's CONNECT once the connect handler has returned.
+
+    Why not ``sio.emit`` in a background task, as before: for ``auth_success`` that was
+    about 8 % of a connect's CPU (a task, the packet walked for bytes and encoded, and a
+    task per recipient). Written at once where :meth:`DirectSocket.may_write_now`, else
+    through engine.io's ``send``, which queues it behind what is queued already.
+    """
+    asyncio.get_running_loop().call_soon(_send_now, sio, sid, encoded)
+
+
+def _send_now(sio: Any, sid: str, encoded: str) -> None:
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    socket = _socket(sio.eio, eio_sid)
+    if socket is None or socket.closed:  # gone meanwhile: engine.io's send drops it too
+        return
+    if isinstance(socket, DirectSocket) and socket.may_write_now():
+        socket.write_now("4" + encoded)
+    else:
+        sio.start_background_task(sio.eio.send, eio_sid, encoded)
+
+
 def start_events_eagerly(sio: Any, direct: dict[str, Callable[..., Awaitable[Any]]] | None = None) -> None:
     """python-socketio's ``_handle_event`` with the handler's task started eagerly, and the
     events in ``direct`` answered without python-socketio's dispatch around them.

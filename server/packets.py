@@ -275,6 +275,21 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
         return super().encode()
 
 
+def event_text(event: str, data: Any) -> str | None:
+    """The Socket.IO text of the event ``[event, data]`` on the default namespace, as
+    :class:`SxPacket` would carry it (compact JSON, text as it is), or None for data that
+    JSON text cannot carry (bytes, which travel as attachments; NaN; a lone surrogate):
+    python-socketio's ``emit`` sends those as it always did.
+
+    >>> event_text("auth_success", {"user": "é"}), event_text("auth_success", {"raw": b"x"})
+    ('2["auth_success",{"user":"é"}]', None)
+    """
+    try:
+        return f"{socketio.packet.EVENT}{protocol.encode_json([event, data])}"
+    except (TypeError, ValueError):
+        return None
+
+
 def message_frame(message_json: str) -> Any:
     """The Engine.IO frame of a Shotx ``message`` event whose payload is ``message_json``."""
     return engineio_packet.Packet(engineio_packet.MESSAGE, f"{_MESSAGE_FRAME_START}{message_json}]")

@@ -24,10 +24,11 @@ from aiohttp import web
 
 from shotx.client import binary, protocol
 
-from .engineio_sockets import SocketGone, close_every_socket_now, start_events_eagerly, use_direct_sockets
+from .engineio_sockets import (SocketGone, close_every_socket_now, send_soon, start_events_eagerly,
+                               use_direct_sockets)
 from .limits import ConnectionUse, Limits
 from .memory_store import MemoryStore
-from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket
+from .packets import BinaryJsonText, JsonText, MalformedFrame, RoomMessageSender, SxPacket, event_text
 from .replies import STORE_TIMEOUT, Refusal, Reply, ReplyMemory, ReplyText, ReplyUnknown, resend_key, run_handler
 from .room_locks import DeliveryOrder, RoomLocks
 from .room_policy import is_refusal, plan_join, retention_cutoff
@@ -531,8 +532,12 @@ class SxServer:
             raise socketio.exceptions.ConnectionRefusedError(protocol.AUTH_ERROR) from None
         self.sockets[sid] = socket
         # python-socketio queues CONNECT once this returns, with no await in between,
-        # so a task started here emits auth_success right after it, as Shotx does.
-        self.sio.start_background_task(self.sio.emit, protocol.AUTH_SUCCESS_EVENT, result, to=sid)
+        # so what is sent in the next turn goes right after it: auth_success, as Shotx sends it.
+        encoded = event_text(protocol.AUTH_SUCCESS_EVENT, result) if self.room_messages.writes_frames else None
+        if encoded is not None:
+            send_soon(self.sio, sid, encoded)
+        else:  # another serializer or manager, or bytes in the auth data
+            self.sio.start_background_task(self.sio.emit, protocol.AUTH_SUCCESS_EVENT, result, to=sid)
         return None
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Reply | None:

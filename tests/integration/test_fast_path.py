@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 
 from shotx.server.engineio_sockets import DirectSocket
@@ -243,3 +244,43 @@ async def test_whatever_is_written_to_a_socket_while_frames_are_gathered_goes_af
     names = [("ping" if text == "2" else "ack" if text.startswith("431") else json.loads(text[2:])[1]["n"])
              for text in received]
     assert names == [1, 2, "ack", 3, 4, "ping", 5, 6], names
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("auth_data", [{"name": "é", "n": 1}, {"raw": b"\x00\xff"}], ids=["text", "bytes"])
+async def test_auth_success_comes_right_after_connect_with_the_auth_data(start_server, transport, auth_data):
+    """Written straight to the WebSocket as JSON text, else (polling, bytes in the data)
+    sent by python-socketio as before; either way after CONNECT, with the data intact."""
+    def setup(sx):
+        @sx.auth
+        def check(token, socket):
+            return auth_data
+
+    server = await start_server(setup)
+    sio = socketio.AsyncClient(reconnection=False)
+    seen: list[Any] = []
+    got = asyncio.get_running_loop().create_future()
+    sio.on("connect", lambda: seen.append("connect"))
+    sio.on("auth_success", lambda data: seen.append(data) or got.done() or got.set_result(None))
+    await sio.connect(server.url, auth={"token": "t"}, socketio_path="shotx", transports=[transport])
+    try:
+        await asyncio.wait_for(got, 5)
+        assert seen == ["connect", auth_data]
+    finally:
+        await sio.disconnect()
+
+
+async def test_auth_success_is_one_text_frame_as_shotx_sends_it(start_server):
+    def setup(sx):
+        @sx.auth
+        def check(token, socket):
+            return {"name": "é"}
+
+    server = await start_server(setup)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.url.replace("http", "ws") + ENGINEIO_WS)
+        assert (await ws.receive_str()).startswith("0")
+        await ws.send_str('40{"token":"valid"}')
+        assert (await ws.receive_str()).startswith("40")
+        assert await ws.receive_str() == '42["auth_success",{"name":"é"}]'
+        await ws.close()
