@@ -145,7 +145,13 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         """engine.io's close, never waiting for a writer that has stopped; then the pending
         ping's sleep cancelled (unless the ping is what closes), a waiting :meth:`round_trip`
-        ended and a pending long-poll answered.
+        ended and a pending long-poll answered; a WebSocket the server closes is closed too.
+
+        engine.io's server-side close (``eio.disconnect``, what SxServer does to a
+        connection it cannot answer) sent the CLOSE packet and left the WebSocket open.
+        socket.io-client honours a CLOSE packet only on long-polling, so a JavaScript
+        client (the browser client too) sat on the dead socket until its ping timeout
+        (45 s) before it reconnected and sent again; Node's engine.io closes the transport.
 
         engine.io's ``close(wait=True)`` (what ``disconnect(sid)`` does) queues a CLOSE
         packet and waits until the queue is written out. When the connection had just
@@ -159,6 +165,10 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         closing_now = not self.closed and not self.closing  # a second close returns at once, as engine.io's
         await super().close(wait=False, abort=abort, reason=reason)
         self._end_round_trips()
+        if not abort and closing_now and self._writer is not None:
+            # the server ends the connection (``eio.disconnect``): the writer stops after the CLOSE
+            # packet and closes the WebSocket, which every client notices (see the module docstring)
+            self.queue.put_nowait(None)
         if abort and closing_now and self._writer is None:
             # long-polling: engine.io answered a pending poll only at its timeout (45 s), which
             # kept a closed Node.js client's process alive; Node's engine.io answers it at once
@@ -377,6 +387,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         on_message = self.server.handlers.get("message")
         if not inspect.iscoroutinefunction(on_message):
             on_message = None
+        events: _Events | None = getattr(self.server, "shotx_events", None)
+        if events is not None and on_message != events.on_message:  # python-socketio's handler was replaced
+            events = None
         try:
             while True:
                 data = await self._receive_text(ws)
@@ -386,7 +399,12 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
                 if on_message is not None and type(data) is str and len(data) > 1 and data[0] == "4" \
                         and data[1].isnumeric():
                     try:  # as engine.io's run_async_handler: an error is logged, the reading goes on
-                        await on_message(self.sid, data[1:])
+                        if events is not None and data[1] == "2" and self.sid not in events.binary_packets:
+                            # a Socket.IO EVENT: what python-socketio's _handle_eio_message does with it
+                            pkt = events.packet_class.incoming(data[1:])
+                            events.dispatch(self.sid, pkt.namespace, pkt.id, pkt.data)
+                        else:
+                            await on_message(self.sid, data[1:])
                     except asyncio.CancelledError:
                         pass
                     except Exception:
@@ -765,7 +783,7 @@ def start_events_eagerly(sio: Any, direct: dict[str, Callable[..., Awaitable[Any
         if not inspect.iscoroutinefunction(handler):
             raise TypeError(f"start_events_eagerly: the handler for {event!r} must be a coroutine function")
 
-    async def handle_event(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+    def dispatch(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         namespace = namespace or "/"
         sid = sio.manager.sid_from_eio_sid(eio_sid, namespace)
         if not sio.manager.is_connected(sid, namespace):
@@ -781,7 +799,29 @@ def start_events_eagerly(sio: Any, direct: dict[str, Callable[..., Awaitable[Any
             running.add(task)
             task.add_done_callback(running.discard)
 
+    async def handle_event(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        dispatch(eio_sid, namespace, id, data)
+
     sio._handle_event = handle_event
+    if hasattr(sio.packet_class, "incoming"):  # packets.SxPacket: the reader decodes events itself
+        sio.eio.shotx_events = _Events(sio, dispatch)
+
+
+class _Events:
+    """What :meth:`DirectSocket._read` needs to hand a Socket.IO EVENT frame to
+    :func:`start_events_eagerly`'s dispatch itself, as python-socketio's
+    ``_handle_eio_message`` would (the packet made, then ``_handle_event``), without
+    that coroutine and python-socketio's ``__init__`` of the packet around it (about 3 %
+    of an ack). Only while no binary packet of that socket awaits its attachments
+    (python-socketio's ``_binary_packet``): a frame then is an attachment."""
+
+    __slots__ = ("on_message", "binary_packets", "packet_class", "dispatch")
+
+    def __init__(self, sio: Any, dispatch: Callable[[str, str | None, int | None, Any], None]) -> None:
+        self.on_message = sio._handle_eio_message  # the Engine.IO handler this stands in for
+        self.binary_packets: dict[str, Any] = sio._binary_packet
+        self.packet_class = sio.packet_class
+        self.dispatch = dispatch
 
 
 async def _answer_directly(sio: Any, handler: Callable[..., Awaitable[Any]], sid: str, eio_sid: str,

@@ -160,6 +160,19 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
             # message text itself); either would fail later, unanswered.
             self._refuse(encoded_packet, "empty frame")
 
+    @classmethod
+    def incoming(cls, encoded_packet: str) -> SxPacket:
+        """``cls(encoded_packet=...)`` for a client's text frame, the same packet made
+        without python-socketio's ``__init__`` (which first walks its data, None, for
+        bytes): ``engineio_sockets`` decodes every event frame with it."""
+        made = cls.__new__(cls)
+        made.packet_type, made.data, made.namespace, made.id = socketio.packet.EVENT, None, None, None
+        made.attachments = []
+        made.attachment_count = made.decode(encoded_packet) or 0
+        if not encoded_packet:
+            made._refuse(encoded_packet, "empty frame")
+        return made
+
     def decode(self, encoded_packet: Any) -> int:
         """python-socketio's decoding, with every frame it cannot decode refused (see the module).
 

@@ -284,3 +284,36 @@ async def test_auth_success_is_one_text_frame_as_shotx_sends_it(start_server):
         assert (await ws.receive_str()).startswith("40")
         assert await ws.receive_str() == '42["auth_success",{"name":"é"}]'
         await ws.close()
+
+
+async def test_a_text_frame_where_an_attachment_is_due_ends_the_connection_unanswered(start_server):
+    """The reader hands event frames to python-socketio's dispatch itself, but not while a
+    binary event awaits its attachments: then the frame is taken as the attachment, refused
+    (text), and the connection closed, as python-socketio's own handling does."""
+    server = await start_server()
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url)
+        await ws.send_str('451-7["message",{"meta":{"type":"test_route","id":"b1"},'
+                          '"data":{"_placeholder":true,"num":0}}]')
+        await ws.send_str('428["message",{"meta":{"type":"test_route","id":"t1"},"data":{}}]')
+        frames = []
+        while True:
+            message = await asyncio.wait_for(ws.receive(), 5)
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            frames.append(message.data)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert not [frame for frame in frames if frame.startswith(("437", "438"))], frames
+
+
+async def test_a_connection_the_server_ends_has_its_websocket_closed_after_the_close_packet(start_server):
+    """An unanswerable frame (no ack id to answer it on) ends the connection. socket.io-client
+    ignores a CLOSE packet on a WebSocket: unless the WebSocket closes too, a JavaScript
+    client waits for its ping timeout (45 s) before it reconnects and sends again."""
+    server = await start_server()
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_member(http, server.url)
+        await ws.send_str("42not json")
+        assert (await asyncio.wait_for(ws.receive(), 5)).data == "1"  # engine.io's CLOSE packet
+        closed = await asyncio.wait_for(ws.receive(), 5)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed

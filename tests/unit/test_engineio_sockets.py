@@ -106,6 +106,21 @@ def test_the_event_handling_start_events_eagerly_replaces():
     assert socketio.AsyncServer(async_mode="aiohttp").async_handlers is True, SEAM
 
 
+def test_the_engineio_message_handling_the_reader_does_itself_for_an_event():
+    """DirectSocket._read makes an EVENT frame's packet and calls _handle_event itself, unless
+    a binary packet of the socket awaits attachments (python-socketio's ``_binary_packet``)."""
+    import socketio
+    from socketio.async_server import AsyncServer
+    source = inspect.getsource(AsyncServer._handle_eio_message)
+    assert "if eio_sid in self._binary_packet:" in source, SEAM
+    assert "pkt = self.packet_class(encoded_packet=data)" in source, SEAM
+    assert "elif pkt.packet_type == packet.EVENT:\n                await self._handle_event(eio_sid, " \
+           "pkt.namespace, pkt.id,\n                                         pkt.data)" in source, \
+        f"python-socketio's _handle_eio_message handles an EVENT differently now: {SEAM}"
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    assert sio._binary_packet == {}, f"python-socketio keeps its binary packets elsewhere now: {SEAM}"
+
+
 def test_session_ids_come_from_generate_id_in_engineio_and_socketio():
     """tag_session_ids replaces ``generate_id`` on the server: the handshake and
     python-socketio's namespace connect must both take their sids from it."""

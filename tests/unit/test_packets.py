@@ -109,3 +109,19 @@ def test_an_ack_of_a_reply_encodes_without_a_packet_as_with_one(ack_id):
     made = SxPacket(socketio.packet.ACK, data=[reply], namespace="/", id=ack_id).encode()
     assert SxPacket.encoded_ack(ack_id, [reply]) == made
     assert SxPacket.encoded_ack(ack_id, [reply, reply]) is None and SxPacket.encoded_ack(ack_id, [REPLY]) is None
+
+
+def _every_attribute(packet):
+    return {name: repr(getattr(packet, name)) for name in
+            ("packet_type", "namespace", "id", "data", "attachment_count", "attachments")}
+
+
+@given(_FRAMES)
+def test_a_packet_made_by_incoming_is_the_packet_made_by_init(frame):
+    """engineio_sockets makes every event frame's packet with SxPacket.incoming, skipping
+    python-socketio's __init__: every attribute must be what __init__ would have made."""
+    assert _every_attribute(SxPacket.incoming(frame)) == _every_attribute(SxPacket(encoded_packet=frame))
+
+
+def test_incoming_refuses_an_empty_frame_as_init_does():
+    assert _every_attribute(SxPacket.incoming("")) == _every_attribute(SxPacket(encoded_packet=""))
