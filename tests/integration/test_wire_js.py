@@ -97,3 +97,20 @@ async def test_js_shotx_peer_sends_a_buffer_and_gets_binary_back(start_server):
     assert seen["replySha"] == seen["sent"] == seen["backSha"] == seen["roomSha"]  # the same bytes each way
     assert seen["replyKind"] == seen["roomKind"] == "Buffer"  # binary, not text or a JSON array of numbers
     assert seen["roomName"] == "f.bin"
+
+
+async def test_a_js_client_whose_connection_the_server_ends_reconnects_at_once(start_server):
+    """socket.io-client ignores Engine.IO's CLOSE packet on a WebSocket: the server must close
+    the WebSocket itself, or the client sits on the dead connection until its ping timeout."""
+    if not node_available():
+        pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
+    server = await start_server(shotx_routes)  # engine.io's ping interval and timeout: 25 + 20 s
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(Path(__file__).with_name("js_server_ended_peer.cjs")), server.url,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    seen = json.loads(stdout)
+    assert seen["reason"] == "transport close", seen
+    assert seen["reconnectedMs"] is not None and seen["reconnectedMs"] < 5000, seen

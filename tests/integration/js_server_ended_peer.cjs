@@ -1,0 +1,25 @@
+// A socket.io-client whose connection the server ends: it sends a frame the server
+// cannot answer (no ack id), then reports why it was disconnected and how long it
+// took to be connected again. Prints one JSON object.
+const { io } = require("socket.io-client");
+
+const url = process.argv[2];
+const socket = io(url, { path: "/shotx/", auth: { token: "valid" }, transports: ["websocket"],
+  reconnectionDelay: 50, reconnectionDelayMax: 50, forceNew: true });
+let sent = 0;
+let reason = null;
+let connects = 0;
+socket.on("connect", () => {
+  connects += 1;
+  if (connects === 1) {
+    sent = Date.now();
+    socket.io.engine.write("2not json"); // Engine.IO message "42not json": unanswerable
+  } else {
+    console.log(JSON.stringify({ reason, reconnectedMs: Date.now() - sent }));
+    socket.close();
+    process.exit(0);
+  }
+});
+socket.on("disconnect", (why) => { reason = reason || why; });
+setTimeout(() => { // 45 s would pass before the ping timeout ends it: give up sooner
+  console.log(JSON.stringify({ reason, reconnectedMs: null })); process.exit(0); }, 20000);
