@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)  # slots: read and written per message
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; one per message.
 
@@ -71,7 +71,7 @@ class Limits:
         return TokenBucket(self.messages_per_second, max(1, self.message_burst))
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionUse:
     """What one connection uses now, against its :class:`Limits`."""
 
