@@ -36,6 +36,17 @@ def node_available() -> bool:
     return bool(found)
 
 
+async def run_js_peer(script: str, *args: str, timeout: float) -> dict:
+    """Run a Node.js peer of this folder with the bundle's socket.io-client; what it printed, as JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(Path(__file__).with_name(script)), *args,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, stderr.decode()
+    return json.loads(stdout)
+
+
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_js_shotx_peer_cannot_tell_our_server_from_the_original(start_server, transport):
     """Over either transport: one long-poll can carry a join's answer and its backlog together,
@@ -49,13 +60,7 @@ async def test_js_shotx_peer_cannot_tell_our_server_from_the_original(start_serv
         await server.sx.to("user-room").send("notification", {"n": n})
     for n in (1, 2, 3):  # a backlog for a handler registered after `await join()`
         await server.sx.to("late-room").send("notification", {"n": n})
-    proc = await asyncio.create_subprocess_exec(
-        "node", str(Path(__file__).with_name("shotx_js_peer.cjs")), server.url, transport,
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, stderr.decode()
-    seen = json.loads(stdout)
+    seen = await run_js_peer("shotx_js_peer.cjs", server.url, transport, timeout=30)
     assert seen["auth"] == {"userId": "user123"}
     assert seen["ok"] == {"meta": {"success": True},
                           "data": {"status": "ok", "data": {"n": 1}, "auth": {"userId": "user123"}}}
@@ -86,13 +91,7 @@ async def test_js_shotx_peer_sends_a_buffer_and_gets_binary_back(start_server):
     if not node_available():
         pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
     server = await start_server(file_routes)
-    proc = await asyncio.create_subprocess_exec(
-        "node", str(Path(__file__).with_name("shotx_js_binary_peer.cjs")), server.url,
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, stderr.decode()
-    seen = json.loads(stdout)
+    seen = await run_js_peer("shotx_js_binary_peer.cjs", server.url, timeout=60)
     assert seen["meta"] == {"success": True} and seen["join"] == {"success": True}
     assert seen["replySha"] == seen["sent"] == seen["backSha"] == seen["roomSha"]  # the same bytes each way
     assert seen["replyKind"] == seen["roomKind"] == "Buffer"  # binary, not text or a JSON array of numbers
@@ -105,12 +104,6 @@ async def test_a_js_client_whose_connection_the_server_ends_reconnects_at_once(s
     if not node_available():
         pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
     server = await start_server(shotx_routes)  # engine.io's ping interval and timeout: 25 + 20 s
-    proc = await asyncio.create_subprocess_exec(
-        "node", str(Path(__file__).with_name("js_server_ended_peer.cjs")), server.url,
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, stderr.decode()
-    seen = json.loads(stdout)
+    seen = await run_js_peer("js_server_ended_peer.cjs", server.url, timeout=30)
     assert seen["reason"] == "transport close", seen
     assert seen["reconnectedMs"] is not None and seen["reconnectedMs"] < 5000, seen
