@@ -246,7 +246,9 @@ def markdown(rows: dict[str, list[Row]], machine: dict[str, Any], args: argparse
         f"load average at start {' '.join(machine['loadavg'])}, at the end {' '.join(machine['loadavg_end'])} "
         "(other work on the machine: the higher, the noisier); CPU steal during the run "
         f"{machine['steal'] * 100:.1f}% (time the hypervisor gave to other guests)",
-        f"* Server: {machine['python']}; {machine['packages']}; SQLite {machine['sqlite']}; event loop of our servers and bare: {machine['loop']}",
+        f"* Server: {machine['python']}; {machine['packages']}; SQLite {machine['sqlite']}; event loop of our servers and bare: {machine['loop']}; "
+        "collector: `shotx-*` as `python -m shotx.server` tunes it (`runtime.tune_collector()`), bare and "
+        "`candidate-*` checkouts older than that with CPython's defaults",
         f"* Load generator: {machine['loadgen']}, WebSocket transport, one process for all clients",
         *([f"* `candidate`: the server of the checkout `{args.candidate}`, measured side by side"]
           if args.candidate else []), "",

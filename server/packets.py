@@ -164,7 +164,8 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
     def incoming(cls, encoded_packet: str) -> SxPacket:
         """``cls(encoded_packet=...)`` for a client's text frame, the same packet made
         without python-socketio's ``__init__`` (which first walks its data, None, for
-        bytes): ``engineio_sockets`` decodes every event frame with it."""
+        bytes): ``engineio_sockets`` decodes every event frame with it. A subclass whose
+        own ``__init__`` must run for a received packet overrides this too."""
         made = cls.__new__(cls)
         made.packet_type, made.data, made.namespace, made.id = socketio.packet.EVENT, None, None, None
         made.attachments = []
@@ -291,12 +292,17 @@ class SxPacket(socketio.packet.Packet):  # type: ignore[misc]
 def event_text(event: str, data: Any) -> str | None:
     """The Socket.IO text of the event ``[event, data]`` on the default namespace, as
     :class:`SxPacket` would carry it (compact JSON, text as it is), or None for data that
-    JSON text cannot carry (bytes, which travel as attachments; NaN; a lone surrogate):
-    python-socketio's ``emit`` sends those as it always did.
+    JSON text cannot carry (bytes, which travel as attachments; NaN; a lone surrogate) and
+    for a tuple (which ``emit`` spreads into arguments): python-socketio's ``emit`` sends
+    those as it always did.
 
     >>> event_text("auth_success", {"user": "é"}), event_text("auth_success", {"raw": b"x"})
     ('2["auth_success",{"user":"é"}]', None)
+    >>> event_text("auth_success", ("a", "b")) is None
+    True
     """
+    if isinstance(data, tuple):
+        return None
     try:
         return f"{socketio.packet.EVENT}{protocol.encode_json([event, data])}"
     except (TypeError, ValueError):

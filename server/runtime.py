@@ -4,8 +4,9 @@
 its processes) use both; an application that calls ``web.run_app`` itself
 passes ``loop=event_loop()`` and calls :func:`tune_collector` once its
 application is built. Neither changes what the server does, only what it
-costs; the library never applies them on its own, since both are settings
-of the whole process.
+costs. Both are settings of the whole process, so only what runs the
+process applies them (those two, ``run_workers`` with ``workers=1`` in the
+caller's own process too); ``SxServer`` never does.
 
 Why the collector: CPython collects its youngest generation after every
 2,000 container objects allocated and not yet freed, and a connect makes

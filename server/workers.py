@@ -275,7 +275,9 @@ def run_workers(app_factory: AppFactory, *, workers: int, host: str = "127.0.0.1
     ``run_workers`` under ``if __name__ == "__main__":``, as
     ``multiprocessing`` requires. ``on_ready(port)`` runs in the primary once
     every worker accepts connections. With ``workers=1`` the application runs
-    in this process, as ``web.run_app`` would run it.
+    in this process, as ``web.run_app`` would run it. Every process it serves
+    from (this one with ``workers=1``) runs on ``runtime.event_loop()`` with
+    ``runtime.tune_collector()`` applied once the application is built.
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError("workers must be a positive integer")
