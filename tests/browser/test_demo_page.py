@@ -19,6 +19,9 @@ def test_page_loads_from_our_origin_only_and_connects(page: Page, demo_server, n
     assert net_log.offsite == []
     assert any(url.startswith("WS ") and "/shotx/" in url for url in net_log.seen)
     assert not console_log.errors, console_log.errors
+    # Without an icon of its own the page's tab asks for /favicon.ico a moment after load (not
+    # routed, so net_log does not see it): its 404 was a console error a visitor saw.
+    assert page.locator('link[rel="icon"]').count() == 1
 
 
 def test_bad_token_shows_auth_fail(page: Page, demo_server, net_log):
