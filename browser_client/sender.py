@@ -324,8 +324,16 @@ class Sender:
         self.outbox.sync([r for r in stored if r.id not in self._unremoved], keep=self._session_ids)
         # one still being stored is sent by its enqueue once stored (the queue is live by then)
         owed = [record for record in self.outbox.pending() if record.id not in self._storing]
+        # In a store others can open too (a tab, a process: any durable one), another client
+        # may have flushed these while this one could not, and been answered: they go as
+        # resends, which the server answers from its store. A first send skips that lookup
+        # and, once the server's memory of replies is gone (a restart, another worker), runs
+        # the handler again.
+        shared = getattr(self.store, "durable", False)
         for record in owed:
             self._emitted.setdefault(record.id, asyncio.Event())
+            if shared:
+                self._never_sent.discard(record.id)
         self._owed = {record.id for record in owed}
         self._owed_settled = asyncio.Event()
         if not owed:

@@ -30,7 +30,8 @@ one live process a resend of a still-running message still just waits.
 
 The store is asked only for messages flagged ``meta.resend`` (our client
 sets it on anything that may have gone out before: after a reconnect, a
-reload, or from another tab), and for every message in ``at_most_once``
+reload, from another tab, and on whatever a flush sends from a durable
+outbox, which another tab may have sent), and for every message in ``at_most_once``
 mode, which pays a durable write per message anyway. A first send cannot
 be in the store, and the SELECT it would cost is a tenth of our layer's
 time per message; copies that race each other (two tabs flushing one

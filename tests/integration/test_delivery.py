@@ -168,3 +168,21 @@ async def test_client_flags_only_what_may_have_gone_out_before(start_server, mak
     await asyncio.wait_for(offline, 5)
     await client.send("probe", "live")
     assert seen == [("queued offline", False), ("live", False)]
+
+
+async def test_a_client_on_a_store_others_can_open_flags_what_it_queued_offline(start_server, make_client,
+                                                                                 tmp_path):
+    """Another client on the same file (a tab on the same IndexedDB) may have sent it meanwhile:
+    tests/integration/test_shared_outbox.py shows what a first send would cost."""
+    seen = []
+
+    def setup(sx):
+        sx.on_message("probe", lambda data, socket, meta: seen.append((data, bool(meta.get("resend")))))
+
+    server = await start_server(setup)
+    client = make_client(server.url, store=str(tmp_path / "outbox.sqlite3"))
+    queued = await client.queue("probe", "queued offline")
+    await client.connect("t")
+    await asyncio.wait_for(queued, 5)
+    await client.send("probe", "live")
+    assert seen == [("queued offline", True), ("live", False)]
