@@ -4,7 +4,8 @@
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
-const socket = io(url, { path: "/shotx/", auth: { token: "valid" }, transports: ["websocket"],
+const transports = (process.argv[3] || "websocket").split(","); // "polling,websocket": upgrade first
+const socket = io(url, { path: "/shotx/", auth: { token: "valid" }, transports,
   reconnectionDelay: 50, reconnectionDelayMax: 50, forceNew: true });
 let sent = 0;
 let reason = null;
@@ -12,8 +13,13 @@ let connects = 0;
 socket.on("connect", () => {
   connects += 1;
   if (connects === 1) {
-    sent = Date.now();
-    socket.io.engine.write("2not json"); // Engine.IO message "42not json": unanswerable
+    const end = () => {
+      sent = Date.now();
+      socket.io.engine.write("2not json"); // Engine.IO message "42not json": unanswerable
+    };
+    const engine = socket.io.engine;
+    if (transports.length > 1 && engine.transport.name !== "websocket") engine.once("upgrade", end);
+    else end();
   } else {
     console.log(JSON.stringify({ reason, reconnectedMs: Date.now() - sent }));
     socket.close();

@@ -98,12 +98,14 @@ async def test_js_shotx_peer_sends_a_buffer_and_gets_binary_back(start_server):
     assert seen["roomName"] == "f.bin"
 
 
-async def test_a_js_client_whose_connection_the_server_ends_reconnects_at_once(start_server):
+@pytest.mark.parametrize("transports", ["websocket", "polling", "polling,websocket"])
+async def test_a_js_client_whose_connection_the_server_ends_reconnects_at_once(start_server, transports):
     """socket.io-client ignores Engine.IO's CLOSE packet on a WebSocket: the server must close
-    the WebSocket itself, or the client sits on the dead connection until its ping timeout."""
+    the WebSocket itself (upgraded from long-polling too), or the client sits on the dead
+    connection until its ping timeout. Long-polling hands it the CLOSE packet."""
     if not node_available():
         pytest.skip("needs node and web/node_modules (python3 build.py bundle)")
     server = await start_server(shotx_routes)  # engine.io's ping interval and timeout: 25 + 20 s
-    seen = await run_js_peer("js_server_ended_peer.cjs", server.url, timeout=30)
-    assert seen["reason"] == "transport close", seen
+    seen = await run_js_peer("js_server_ended_peer.cjs", server.url, transports, timeout=30)
+    assert seen["reason"] == ("transport error" if transports == "polling" else "transport close"), seen
     assert seen["reconnectedMs"] is not None and seen["reconnectedMs"] < 5000, seen
