@@ -753,10 +753,17 @@ def _send_now(sio: Any, sid: str, encoded: str) -> None:
     socket = _socket(sio.eio, eio_sid)
     if socket is None or socket.closed:  # gone meanwhile: engine.io's send drops it too
         return
+    if not _write_message_now(socket, encoded):
+        sio.start_background_task(sio.eio.send, eio_sid, encoded)
+
+
+def _write_message_now(socket: Any, encoded: str) -> bool:
+    """Write the Socket.IO text ``encoded`` as an Engine.IO MESSAGE at once, if the socket may
+    take it (:meth:`DirectSocket.may_write_now`); False: it must go through engine.io's queue."""
     if isinstance(socket, DirectSocket) and socket.may_write_now():
         socket.write_now("4" + encoded)
-    else:
-        sio.start_background_task(sio.eio.send, eio_sid, encoded)
+        return True
+    return False
 
 
 def start_events_eagerly(sio: Any, direct: dict[str, Callable[..., Awaitable[Any]]] | None = None) -> None:
@@ -848,9 +855,7 @@ async def _answer_directly(sio: Any, handler: Callable[..., Awaitable[Any]], sid
     socket = _socket(sio.eio, eio_sid)
     if socket is None or socket.closed:  # engine.io's send drops it too
         return
-    if isinstance(socket, DirectSocket) and socket.may_write_now():
-        socket.write_now("4" + encoded)
-    else:
+    if not _write_message_now(socket, encoded):
         await socket.send(packet.Packet(packet.MESSAGE, data=encoded))
 
 

@@ -536,7 +536,7 @@ class SxServer:
         encoded = event_text(protocol.AUTH_SUCCESS_EVENT, result) if self.room_messages.writes_frames else None
         if encoded is not None:
             send_soon(self.sio, sid, encoded)
-        else:  # another serializer or manager, or bytes in the auth data
+        else:  # another serializer or manager, or auth data event_text leaves to emit (bytes, a tuple...)
             self.sio.start_background_task(self.sio.emit, protocol.AUTH_SUCCESS_EVENT, result, to=sid)
         return None
 
